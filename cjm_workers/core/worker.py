@@ -94,6 +94,7 @@ class _Worker:
         self.flush_event = threading.Event()
         self.flush_target: Optional[_JobOutput] = None
         self.pm: Optional[PluginManagerAdapter] = None
+        self.pm_ready = False
 
     # -- sending
     def _send(self, msg):
@@ -138,6 +139,8 @@ class _Worker:
         if name not in self.plugins: raise KeyError(f"unknown plugin {name!r}; this worker has {sorted(self.plugins)}")
         self.pm.load_plugin(self.plugins[name], self.configs.get(name, {}))
         self.loaded.add(name)
+        if self.pm_ready:  # unsolicited state: the manager routes later jobs of this plugin here
+            self._send(WorkerResponse(WorkerResponseType.STATE, {'loaded': sorted(self.loaded)}))
 
     def _init(self, req:WorkerRequest):
         d = req.data
@@ -148,6 +151,7 @@ class _Worker:
         self.plugins = {plugin_name_of(p): p for p in self.pm.discover_plugins()}
         for name in self.configs:
             if name in self.plugins: self._ensure_loaded(name)
+        self.pm_ready = True
         info = {n: {'streaming': bool(self.supports_streaming and self._supports_stream(n))} for n in self.plugins}
         self._reply(req, WorkerResponseType.READY, {'pid': os.getpid(), 'plugins': info, 'loaded': sorted(self.loaded)})
 

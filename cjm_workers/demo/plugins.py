@@ -27,9 +27,10 @@ class DemoPluginManager:
         'count_primes': "counts primes below `n`, reporting progress", 'generate_text': "streams `tokens` words",
         'stream_n': "streams `n` one-character chunks as fast as it can", 'fail': "raises ValueError(`message`)",
         'crash': "kills its own worker (`how`: exit, sigkill, sigsegv, abort)", 'stubborn': "ignores cancellation and SIGTERM for `seconds`",
-        'unpicklable': "returns a result that cannot be pickled", 'whoami': "returns the worker's pid and loaded plugins",
+        'unpicklable': "returns a result that cannot be pickled", 'stubborn_stream': "streams `chunks` words, then ignores cancellation",
+        'whoami': "returns the worker's pid and loaded plugins",
     }
-    STREAMING = {'generate_text', 'stream_n'}
+    STREAMING = {'generate_text', 'stream_n', 'stubborn_stream'}
 
     def __init__(self): self.loaded: Dict[str, Dict] = {}
     def discover_plugins(self) -> list: return [{'name': n, 'description': d} for n, d in self.PLUGINS.items()]
@@ -93,6 +94,9 @@ class DemoPluginManager:
             if delay: _sleep_cancellable(float(delay))
     def _stream_stream_n(self, n=10_000):
         for _ in range(int(n)): yield "x"
+    def _stream_stubborn_stream(self, chunks=3, seconds=60.0):
+        for i in range(int(chunks)): yield f"part{i} "
+        yield from ([] if self._run_stubborn(seconds) else [])
     def _run_generate_text(self, **kw): return {'text': ''.join(self._stream_generate_text(**kw))}
     def _run_stream_n(self, **kw): return {'text': ''.join(self._stream_stream_n(**kw))}
 

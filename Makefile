@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` and `make test` (the first run creates .venv and installs).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-install
+
+.PHONY: demo test bench sync
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m cjm_workers.demo.app
+
+test: $(STAMP)
+	$(BIN)/nbdev-test --n_workers 2
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# notebooks -> package; fails if the committed package differs from the notebooks
+sync: $(STAMP)
+	$(BIN)/nbdev-clean
+	$(BIN)/nbdev-export
+	@test -z "$$(git status --porcelain -- nbs cjm_workers)" || { git status --porcelain -- nbs cjm_workers; echo "notebooks and package are out of sync: run nbdev-clean && nbdev-export and commit"; exit 1; }

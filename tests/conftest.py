@@ -1,0 +1,69 @@
+import asyncio, contextlib, os, signal, time
+import psutil, pytest
+from cjm_workers.core.config import WorkerConfig
+from cjm_workers.demo.plugins import DemoJobManager
+
+
+@pytest.fixture
+async def make_manager():
+    "Build DemoJobManagers; every one is shut down (and its workers killed) when the test ends."
+    made = []
+    def make(**config):
+        broadcaster = config.pop('event_broadcaster', None)
+        m = DemoJobManager(worker_config=WorkerConfig(**config), event_broadcaster=broadcaster)
+        made.append(m)
+        return m
+    try: yield make
+    finally:
+        for m in made:
+            pids = [s.handle.pid for s in m._slots if s.handle is not None and s.handle.pid]
+            try: await asyncio.wait_for(m.shutdown(), 20)
+            finally:
+                for pid in pids:
+                    with contextlib.suppress(OSError): os.kill(pid, signal.SIGKILL)
+
+
+class StallMonitor:
+    "Measures the event loop's worst stall: the largest lateness of a 1 ms periodic wake-up."
+    def __init__(self): self.worst, self._task = 0.0, None
+    async def _run(self):
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - t - 0.001)
+    async def __aenter__(self):
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0.01)
+        self.worst = 0.0
+        return self
+    async def __aexit__(self, *exc):
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError): await self._task
+
+
+@pytest.fixture
+def stall_monitor(): return StallMonitor
+
+
+async def wait_until(pred, timeout=10.0, what="condition"):
+    "Poll a cheap in-process predicate on the loop (event-driven state, checked each tick)."
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end: raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+def worker_pids(m): return [s.handle.pid for s in m._slots if s.handle is not None and s.handle.alive and s.handle.pid]
+
+
+def gone(pid):
+    try: return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess: return True
+
+
+async def wait_event(sub, event_type, timeout=10.0, **match):
+    "Wait for the next event of this type (and matching data fields) on a subscription."
+    async with asyncio.timeout(timeout):
+        while True:
+            t, d = await sub.get()
+            if t == event_type and all(d.get(k) == v for k, v in match.items()): return d

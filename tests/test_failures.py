@@ -1,0 +1,210 @@
+"Cancellation, worker death, restart policies and the pool, with real spawn workers."
+import asyncio, os, signal, time
+import pytest
+from cjm_workers.core.config import RestartPolicy
+from cjm_workers.managers.base import WorkerUnavailableError
+from conftest import wait_event, wait_until, worker_pids
+
+
+async def started(m, job, timeout=10):
+    with m.events.subscribe() as sub:
+        if job.status == 'running': return
+        await wait_event(sub, 'demo:started', timeout, job_id=job.id)
+
+
+async def test_cancel_pending_touches_no_worker(make_manager):
+    m = make_manager(max_workers=1)
+    await m.start()
+    pid = worker_pids(m)[0]
+    running = await m.start_job('sleep', seconds=0.4)
+    a, b, c = [await m.start_job('echo', text=t) for t in 'abc']
+    await started(m, running)
+    assert await m.cancel_job(b.id)
+    assert b.status == 'cancelled' and b.error == 'cancelled before it started' and b.worker_pid is None
+    for j in (running, a, c): await m.wait_for_job(j.id, 10)
+    assert running.status == a.status == c.status == 'completed'
+    assert a.started_at < c.started_at and worker_pids(m) == [pid]  # order kept, same worker
+
+
+async def test_cancel_running_cooperative_keeps_worker(make_manager):
+    m = make_manager(max_workers=1)
+    await m.start()
+    pid = worker_pids(m)[0]
+    job = await m.start_job('sleep', seconds=30)
+    nxt = await m.start_job('echo', text='next')
+    await started(m, job)
+    t = time.perf_counter()
+    assert await m.cancel_job(job.id) is True
+    assert time.perf_counter() - t < 2
+    assert job.status == 'cancelled' and 'stopped on request' in job.error
+    await m.wait_for_job(nxt.id, 10)
+    assert nxt.status == 'completed' and nxt.worker_pid == pid and worker_pids(m) == [pid]
+    assert await m.cancel_job(job.id) is False  # already final
+
+
+async def test_cancel_stubborn_kills_after_grace_keeps_output_and_queue(make_manager):
+    m = make_manager(max_workers=1, cancel_grace_seconds=0.3)
+    await m.start()
+    pid = worker_pids(m)[0]
+    job = await m.start_job('stubborn_stream', chunks=3, seconds=60)
+    after = [await m.start_job('echo', text=str(i)) for i in range(3)]
+    with m.events.subscribe() as sub:
+        while job.output != 'part0 part1 part2 ':
+            await wait_event(sub, 'demo:chunk', job_id=job.id)
+    t = time.perf_counter()
+    assert await m.cancel_job(job.id) is True
+    took = time.perf_counter() - t
+    assert 0.25 < took < 5, took
+    assert job.status == 'cancelled' and 'did not stop within 0.3 s' in job.error
+    assert job.output == 'part0 part1 part2 '  # what was streamed before the kill is kept
+    for j in after: await m.wait_for_job(j.id, 20)
+    assert [j.result['text'] for j in after] == ['0', '1', '2']
+    assert [j.status for j in after] == ['completed'] * 3
+    assert after[0].started_at < after[1].started_at < after[2].started_at
+    assert worker_pids(m) and worker_pids(m) != [pid] and m.restart_count == 1
+
+
+@pytest.mark.parametrize('how,expect', [('exit', 'exited unexpectedly with code 3'), ('sigkill', 'SIGKILL (possibly out of memory'),
+                                        ('sigsegv', 'killed by SIGSEGV'), ('abort', 'killed by SIGABRT')])
+async def test_worker_death_fails_job_with_reason_and_keeps_queue(make_manager, how, expect):
+    m = make_manager(max_workers=1)
+    await m.start()
+    job = await m.start_job('crash', how=how, code=3)
+    queued = [await m.start_job('echo', text=str(i)) for i in range(2)]
+    await m.wait_for_job(job.id, 10)
+    assert job.status == 'failed' and expect in job.error, job.error
+    for q in queued: await m.wait_for_job(q.id, 20)
+    assert [q.status for q in queued] == ['completed'] * 2  # ran on the restarted worker
+
+
+async def test_external_sigkill_detected_fast(make_manager):
+    m = make_manager(max_workers=1)
+    await m.start()
+    job = await m.start_job('sleep', seconds=30)
+    await started(m, job)
+    t = time.perf_counter()
+    os.kill(job.worker_pid, signal.SIGKILL)
+    await m.wait_for_job(job.id, 5)
+    detected = time.perf_counter() - t
+    assert job.status == 'failed' and 'SIGKILL' in job.error and 'out of memory' in job.error
+    assert detected < 0.5, detected  # the benchmark reports the real figure (target 50 ms)
+
+
+async def test_never_policy_fails_queue_and_rejects_submissions(make_manager):
+    m = make_manager(max_workers=1, restart_policy='never')
+    await m.start()
+    job = await m.start_job('crash', how='exit', code=2)
+    queued = await m.start_job('echo', text='x')
+    await m.wait_for_job(queued.id, 10)
+    assert job.status == 'failed' and queued.status == 'failed' and 'restart_policy is NEVER' in queued.error
+    assert m.broken_reason and 'NEVER' in m.broken_reason
+    with pytest.raises(WorkerUnavailableError, match='NEVER'): await m.start_job('echo', text='y')
+    assert worker_pids(m) == []
+
+
+async def test_on_cancellation_policy_restarts_only_after_cancel_kill(make_manager):
+    m = make_manager(max_workers=1, restart_policy=RestartPolicy.ON_CANCELLATION, cancel_grace_seconds=0.2)
+    await m.start()
+    j = await m.start_job('stubborn', seconds=30)
+    await started(m, j)
+    await m.cancel_job(j.id)
+    ok = await m.start_job('echo', text='restarted')
+    assert (await m.wait_for_job(ok.id, 20)).status == 'completed'
+    crash = await m.start_job('crash', how='exit')
+    await m.wait_for_job(crash.id, 10)
+    with pytest.raises(WorkerUnavailableError, match='ON_CANCELLATION'): await m.start_job('echo', text='x')
+
+
+async def test_cancellations_do_not_count_and_max_attempts_breaks(make_manager):
+    m = make_manager(max_workers=1, max_restart_attempts=1, cancel_grace_seconds=0.1)
+    await m.start()
+    for _ in range(3):  # three kills for cancellation: all restarted, none counted
+        j = await m.start_job('stubborn', seconds=30)
+        await started(m, j, 20)
+        await m.cancel_job(j.id)
+    crash = await m.start_job('crash', how='exit')
+    await m.wait_for_job(crash.id, 20)
+    ok = await m.start_job('echo', text='still here')  # 1 failure <= max_restart_attempts: restarted
+    assert (await m.wait_for_job(ok.id, 20)).status == 'completed'
+    crash2 = await m.start_job('crash', how='exit')
+    waiting = await m.start_job('echo', text='queued behind the last crash')
+    await m.wait_for_job(waiting.id, 20)
+    assert waiting.status == 'failed' and 'gave up after 1 restart attempts' in waiting.error
+    with pytest.raises(WorkerUnavailableError, match='broken'): await m.start_job('echo')
+
+
+async def test_backoff_does_not_block_and_resets_after_stable_run(make_manager, stall_monitor):
+    m = make_manager(max_workers=1, restart_policy='backoff', restart_backoff_base_seconds=0.3,
+                     restart_backoff_max_seconds=5, max_restart_attempts=5, restart_reset_seconds=0.5)
+    await m.start()
+    async with stall_monitor() as mon:
+        c1 = await m.start_job('crash', how='exit')
+        await m.wait_for_job(c1.id, 10)
+        t = time.perf_counter()
+        ok = await m.start_job('echo', text='a')
+        await m.wait_for_job(ok.id, 10)
+        first_delay = time.perf_counter() - t
+        c2 = await m.start_job('crash', how='exit')  # second consecutive failure: 0.6 s
+        await m.wait_for_job(c2.id, 10)
+        t = time.perf_counter()
+        ok = await m.start_job('echo', text='b')
+        await m.wait_for_job(ok.id, 10)
+        second_delay = time.perf_counter() - t
+    assert 0.3 <= first_delay < 3 and 0.6 <= second_delay < 4, (first_delay, second_delay)
+    assert mon.worst < 0.05, mon.worst
+    assert m._slots[0].failures == 2
+    await asyncio.sleep(0.6)  # let the worker run stably past restart_reset_seconds
+    c3 = await m.start_job('crash', how='exit')
+    await m.wait_for_job(c3.id, 10)
+    assert m._slots[0].failures == 1  # the count started again
+
+
+async def test_pool_runs_jobs_concurrently_and_isolates_failures(make_manager):
+    m = make_manager(max_workers=2)
+    await m.start()
+    assert len(set(worker_pids(m))) == 2
+    long = await m.start_job('sleep', seconds=1.0)
+    crash = await m.start_job('crash', how='sigkill', after=0.2)
+    await m.wait_for_job(crash.id, 10)
+    assert crash.status == 'failed' and long.status == 'running'
+    await m.wait_for_job(long.id, 10)
+    assert long.status == 'completed'  # losing one worker never disturbs the other
+    t = time.perf_counter()
+    a, b = await m.start_job('sleep', seconds=0.5), await m.start_job('sleep', seconds=0.5)
+    await m.wait_for_job(a.id, 10); await m.wait_for_job(b.id, 10)
+    assert time.perf_counter() - t < 0.95 and a.worker_pid != b.worker_pid
+
+
+async def test_pool_prefers_worker_with_plugin_loaded(make_manager):
+    m = make_manager(max_workers=2)
+    await m.start()
+    hold = await m.start_job('sleep', seconds=0.3)    # slot 0
+    first = await m.start_job('whoami')               # slot 1 loads 'whoami'
+    await m.wait_for_job(first.id, 10); await m.wait_for_job(hold.id, 10)
+    assert first.worker_pid != hold.worker_pid
+    again = await m.start_job('whoami')               # both idle: goes where it is loaded
+    await m.wait_for_job(again.id, 10)
+    assert again.worker_pid == first.worker_pid and again.result['loaded'] == ['whoami']
+
+
+async def test_resource_manager_sees_real_pids(make_manager):
+    class RM:
+        def __init__(self): self.live, self.states = set(), []
+        def register_worker(self, pid, worker_type): self.live.add(pid)
+        def unregister_worker(self, pid): self.live.discard(pid)
+        def update_worker_state(self, pid, **kw): self.states.append((pid, kw.get('status'), kw.get('job_id')))
+        def check_gpu_availability(self): return None
+        def get_worker_by_pid(self, pid): return None
+    rm = RM()
+    m = make_manager(max_workers=1)
+    m.resource_manager = rm
+    await m.start()
+    assert rm.live == set(worker_pids(m))
+    job = await m.start_job('crash', how='exit')
+    await m.wait_for_job(job.id, 10)
+    ok = await m.start_job('echo', text='x')
+    await m.wait_for_job(ok.id, 10)
+    assert rm.live == set(worker_pids(m)) and job.worker_pid not in rm.live
+    assert (ok.worker_pid, 'running', ok.id) in rm.states and (ok.worker_pid, 'idle', None) in rm.states
+    await m.shutdown()
+    assert rm.live == set()
