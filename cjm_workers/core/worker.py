@@ -6,7 +6,7 @@
 __all__ = ['log', 'FLUSH_WINDOW', 'PICKLE_PROTOCOL', 'plugin_name_of', 'describe_error', 'base_worker_process']
 
 # %% ../../nbs/04_worker.ipynb #29ae89d4
-import logging, os, pickle, signal, threading, time, traceback
+import logging, os, pickle, signal, struct, threading, time, traceback
 from typing import Any, Callable, Dict, Optional
 
 from . import context as _context
@@ -18,7 +18,8 @@ from .protocol import (PluginManagerAdapter, WorkerRequest, WorkerRequestType, W
 log = logging.getLogger(__name__)
 
 # %% ../../nbs/04_worker.ipynb #a3521d17
-FLUSH_WINDOW = 0.005  # seconds a held-back chunk may wait before it is sent
+FLUSH_WINDOW = 0.005  # seconds a held-back chunk (or a job's STARTED report) may wait before it is sent
+_HEADER, _BIG = struct.Struct("!i"), struct.Struct("!Q")
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 def plugin_name_of(plugin_data:Any) -> str:
@@ -34,13 +35,21 @@ def describe_error(e:BaseException) -> str:
 
 # %% ../../nbs/04_worker.ipynb #7bc49676
 class _JobOutput:
-    "Holds back a job's stream chunks and latest progress, and sends them in batches, in order."
+    "Holds back a job's STARTED report, stream chunks and latest progress, and sends them in batches, in order."
     def __init__(self, worker, job_id:str, max_parts:int):
         self.worker, self.job_id, self.max_parts = worker, job_id, max_parts
         self.lock = threading.Lock()
-        self.parts, self.count, self.progress = [], 0, None
+        self.parts, self.progress = [], None
+        self.started: Optional[bytes] = None
         self.last_flush = 0.0
         self.armed = self.closed = False
+
+    def hold_started(self, payload:bytes):
+        "Send STARTED within FLUSH_WINDOW, or together with the result if the job ends sooner."
+        with self.lock:
+            self.started = payload
+            self.armed = True
+        self.worker._arm_flusher(self)
 
     def add_chunk(self, chunk:str):
         with self.lock:
@@ -59,28 +68,42 @@ class _JobOutput:
             self.armed = True
             self.worker._arm_flusher(self)
 
-    def flush(self, final:bool=False):
-        with self.lock:
-            self.armed = False
-            if final: self.closed = True
-            self._flush(time.monotonic(), final)
-
-    def _flush(self, now, final=False):
+    def _drain(self, final=False) -> list:
+        "Pickled messages for everything held, oldest kind first (lock held)."
+        out = []
+        if self.started is not None: out.append(self.started); self.started = None
         if self.parts:
-            msg = WorkerStreamChunk(self.job_id, ''.join(self.parts), final, {'count': len(self.parts)})
+            out.append(pickle.dumps(WorkerStreamChunk(self.job_id, ''.join(self.parts), final, {'count': len(self.parts)}), PICKLE_PROTOCOL))
             self.parts = []
-            self.worker._send(msg)
         if self.progress is not None:
             f, m = self.progress
+            out.append(pickle.dumps(WorkerResponse(WorkerResponseType.PROGRESS, {'job_id': self.job_id, 'progress': f, 'message': m}), PICKLE_PROTOCOL))
             self.progress = None
-            self.worker._send(WorkerResponse(WorkerResponseType.PROGRESS, {'job_id': self.job_id, 'progress': f, 'message': m}))
+        return out
+
+    def _flush(self, now):
+        payloads = self._drain()
+        if payloads: self.worker._send_payloads(payloads)
         self.last_flush = now
+
+    def flush(self):
+        "Called by the flusher thread when the window has passed."
+        with self.lock:
+            self.armed = False
+            if not self.closed: self._flush(time.monotonic())
+
+    def finish(self) -> list:
+        "Close the output; return what is still held, to be sent with the result."
+        with self.lock:
+            self.closed, self.armed = True, False
+            return self._drain(final=True)
 
 # %% ../../nbs/04_worker.ipynb #700d4321
 class _Worker:
     "The state of one worker process; see the module text for its threads."
     def __init__(self, conn, control, plugin_manager_factory, result_adapter, supports_streaming):
         self.conn, self.control = conn, control
+        self.fd = conn.fileno()
         self.factory, self.result_adapter, self.supports_streaming = plugin_manager_factory, result_adapter, supports_streaming
         self.send_lock = threading.Lock()
         self.ppid = os.getppid()
@@ -92,14 +115,27 @@ class _Worker:
         self.ctx: Optional[JobContext] = None
         self.cancelled_early: Dict[str, None] = {}  # cancels that arrived before their job started
         self.flush_event = threading.Event()
+        self.flusher_parked = False
         self.flush_target: Optional[_JobOutput] = None
         self.pm: Optional[PluginManagerAdapter] = None
         self.pm_ready = False
 
     # -- sending
     def _send(self, msg):
-        data = pickle.dumps(msg, PICKLE_PROTOCOL)
-        with self.send_lock: self.conn.send_bytes(data)
+        self._send_payloads([pickle.dumps(msg, PICKLE_PROTOCOL)])
+
+    def _send_payloads(self, payloads:list):
+        "Write pickled messages, framed as `Connection.recv_bytes` expects, in as few writes as possible."
+        parts = []
+        for p in payloads:
+            n = len(p)
+            parts += [_HEADER.pack(n), p] if n <= 0x7fffffff else [_HEADER.pack(-1), _BIG.pack(n), p]
+        with self.send_lock:
+            while parts:
+                n = os.writev(self.fd, parts[:512])
+                while parts and n >= len(parts[0]):
+                    n -= len(parts.pop(0))
+                if n: parts[0] = memoryview(parts[0])[n:]
 
     def _reply(self, req:WorkerRequest, rtype:WorkerResponseType, data:Dict):
         self._send(WorkerResponse(rtype, data, request_id=req.request_id))
@@ -123,15 +159,25 @@ class _Worker:
 
     def _arm_flusher(self, out:_JobOutput):
         self.flush_target = out
-        self.flush_event.set()
+        if self.flusher_parked: self.flush_event.set()  # a ticking flusher needs no wake-up (and no GIL hand-off)
 
     def _flush_loop(self):
         while True:
-            self.flush_event.wait()
-            self.flush_event.clear()
-            time.sleep(FLUSH_WINDOW)
+            # park only when nothing is armed; _arm_flusher writes the target, then reads `parked`, while this
+            # writes `parked`, then reads the target, so one of the two always sees the other
+            self.flusher_parked = True
             out = self.flush_target
-            if out is not None and out.armed and not out.closed: out.flush()
+            if out is None or not out.armed: self.flush_event.wait()
+            self.flush_event.clear()
+            self.flusher_parked = False
+            quiet = 0
+            while quiet < 20:  # tick while work flows; park after ~20 quiet windows
+                time.sleep(FLUSH_WINDOW)
+                out = self.flush_target
+                if out is not None and out.armed:
+                    out.flush()
+                    quiet = 0
+                else: quiet += 1
 
     # -- plugins
     def _ensure_loaded(self, name:str):
@@ -167,7 +213,8 @@ class _Worker:
         ctx = JobContext(job_id, out.set_progress)
         self.ctx = ctx
         if self.cancelled_early.pop(job_id, 'no') is None: ctx.cancel()
-        self._send(WorkerResponse(WorkerResponseType.STARTED, {'job_id': job_id, 'started_at': time.time(), 'pid': os.getpid()}))
+        out.hold_started(pickle.dumps(WorkerResponse(WorkerResponseType.STARTED,
+                         {'job_id': job_id, 'started_at': time.time(), 'pid': os.getpid()}), PICKLE_PROTOCOL))
         _context._set_current(ctx)
         try:
             ctx.check_cancelled()
@@ -193,11 +240,10 @@ class _Worker:
         finally:
             _context._set_current(None)
             self.ctx = None
-        out.flush(final=True)
         try: payload = pickle.dumps(result, PICKLE_PROTOCOL)
         except Exception as e:
             payload = pickle.dumps(WorkerResult(job_id, 'error', error=f"result could not be pickled: {describe_error(e)}"), PICKLE_PROTOCOL)
-        with self.send_lock: self.conn.send_bytes(payload)
+        self._send_payloads(out.finish() + [payload])  # one write: what was held back, then the result
 
     def _command(self, req:WorkerRequest):
         name = req.data.get('plugin_name')

@@ -122,7 +122,7 @@ class BaseJobManager(ABC):
         self._queue: list = []                 # heap of (-priority, seq, job_id); entries of taken jobs are skipped
         self._queued: Dict[str, tuple] = {}    # job_id -> (plugin_name, pickled execute request)
         self._seq = itertools.count()
-        self._done_waiters: Dict[str, asyncio.Future] = {}
+        self._done_waiters: Dict[str, List[asyncio.Future]] = {}
         self._chunk_waiters: Dict[str, asyncio.Future] = {}
         self._plugin_configs: Dict[str, Dict[str, Any]] = {}
         self._plugin_info: Dict[str, Dict[str, Any]] = {}
@@ -522,8 +522,8 @@ def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Opt
     job.status, job.completed_at = status, utc_now_iso()
     if result is not None: job.result = result
     if error is not None: job.error = error
-    fut = self._done_waiters.pop(job.id, None)
-    if fut is not None and not fut.done(): fut.set_result(job)
+    for fut in self._done_waiters.pop(job.id, ()):
+        if not fut.done(): fut.set_result(job)
     self._wake_streams(job.id)
     self._emit_job(status, job)
     return True
@@ -545,9 +545,16 @@ async def wait_for_job(self:BaseJobManager, job_id:str, timeout:Optional[float]=
     "Wait until the job is completed, failed or cancelled and return it; `TimeoutError` after `timeout` seconds."
     job = self._require(job_id)
     if job.is_terminal: return job
-    fut = self._done_waiters.get(job_id)
-    if fut is None: fut = self._done_waiters[job_id] = asyncio.get_running_loop().create_future()
-    await asyncio.wait_for(asyncio.shield(fut), timeout)
+    fut = asyncio.get_running_loop().create_future()  # one per waiter: cancelling a waiter touches no other
+    self._done_waiters.setdefault(job_id, []).append(fut)
+    try:
+        if timeout is None: await fut
+        else: await asyncio.wait_for(fut, timeout)
+    finally:
+        ws = self._done_waiters.get(job_id)
+        if ws is not None and not fut.done():
+            ws.remove(fut)
+            if not ws: del self._done_waiters[job_id]
     return job
 
 @patch

@@ -1,0 +1,128 @@
+"""Benchmarks for cjm_workers against a raw multiprocessing.Pipe and concurrent.futures.ProcessPoolExecutor,
+measured in one run on the same machine. Prints a markdown table; ratios matter more than absolute times."""
+import asyncio, multiprocessing as mp, os, signal, statistics, sys, time
+from concurrent.futures import ProcessPoolExecutor
+
+from cjm_workers.core.config import WorkerConfig
+from cjm_workers.demo.plugins import DemoJobManager
+
+N_SEQ, N_BURST, N_CHUNKS, N_REPEAT = 2000, 1000, 10_000, 5
+
+
+def echo_server(conn):
+    while True:
+        msg = conn.recv()
+        if msg is None: return
+        conn.send(msg)
+
+
+def noop(): return {}
+
+
+def pct(xs, p): return sorted(xs)[min(len(xs) - 1, int(len(xs) * p))]
+
+
+def raw_pipe():
+    ctx = mp.get_context('spawn')
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=echo_server, args=(b,)); p.start()
+    msg = {'type': 'execute', 'job_id': 'x' * 32, 'params': {}}
+    for _ in range(200): a.send(msg); a.recv()
+    ts = []
+    for _ in range(N_SEQ):
+        t = time.perf_counter(); a.send(msg); a.recv(); ts.append(time.perf_counter() - t)
+    a.send(None); p.join()
+    return ts
+
+
+def pool_executor():
+    with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn')) as ex:
+        for _ in range(200): ex.submit(noop).result()
+        ts = []
+        for _ in range(N_SEQ):
+            t = time.perf_counter(); ex.submit(noop).result(); ts.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for f in [ex.submit(noop) for _ in range(N_BURST)]: f.result()
+        burst = N_BURST / (time.perf_counter() - t)
+    return ts, burst
+
+
+async def cjm():
+    out = {}
+    t = time.perf_counter()
+    m = DemoJobManager(worker_config=WorkerConfig(max_workers=1, cancel_grace_seconds=0.2, max_restart_attempts=100))
+    first = await m.start_job('noop'); await m.wait_for_job(first.id)
+    out['cold'] = time.perf_counter() - t
+    for _ in range(200): await m.wait_for_job((await m.start_job('noop')).id)
+    ts = []
+    for _ in range(N_SEQ):
+        t = time.perf_counter(); j = await m.start_job('noop'); await m.wait_for_job(j.id); ts.append(time.perf_counter() - t)
+    out['seq'] = ts
+    t = time.perf_counter()
+    jobs = [await m.start_job('noop') for _ in range(N_BURST)]
+    for j in jobs: await m.wait_for_job(j.id)
+    out['burst'] = N_BURST / (time.perf_counter() - t)
+    rates = []
+    for _ in range(N_REPEAT):
+        t = time.perf_counter()
+        j = await m.start_job('stream_n', n=N_CHUNKS)
+        got = 0
+        async for piece in m.stream_job(j.id): got += len(piece)
+        assert got == N_CHUNKS
+        rates.append(N_CHUNKS / (time.perf_counter() - t))
+    out['stream'] = statistics.median(rates)
+    coop, kill, crash = [], [], []
+    for _ in range(N_REPEAT):
+        j = await m.start_job('sleep', seconds=30)
+        while j.status != 'running': await asyncio.sleep(0.001)
+        t = time.perf_counter(); await m.cancel_job(j.id)
+        n = await m.start_job('noop'); await m.wait_for_job(n.id); coop.append(time.perf_counter() - t)
+        j = await m.start_job('stubborn', seconds=30)
+        while j.status != 'running': await asyncio.sleep(0.001)
+        t = time.perf_counter(); await m.cancel_job(j.id)
+        n = await m.start_job('noop'); await m.wait_for_job(n.id); kill.append(time.perf_counter() - t - 0.2)
+        j = await m.start_job('sleep', seconds=30)
+        while j.status != 'running': await asyncio.sleep(0.001)
+        t = time.perf_counter(); os.kill(j.worker_pid, signal.SIGKILL)
+        await m.wait_for_job(j.id); crash.append(time.perf_counter() - t)
+        n = await m.start_job('noop'); await m.wait_for_job(n.id)
+    out['cancel_coop'], out['cancel_kill'], out['crash'] = statistics.median(coop), statistics.median(kill), statistics.median(crash)
+    out['crash_max'] = max(crash)
+    await m.shutdown()
+    m2 = DemoJobManager(worker_config=WorkerConfig(max_workers=2))
+    await m2.start()
+    t = time.perf_counter()
+    jobs = [await m2.start_job('noop') for _ in range(N_BURST)]
+    for j in jobs: await m2.wait_for_job(j.id)
+    out['burst2'] = N_BURST / (time.perf_counter() - t)
+    await m2.shutdown()
+    return out
+
+
+def main():
+    us = lambda s: f"{s * 1e6:.0f} µs"
+    raw = raw_pipe()
+    pool_seq, pool_burst = pool_executor()
+    c = asyncio.run(cjm())
+    raw_med = statistics.median(raw)
+    rows = [
+        ("raw Pipe round trip (baseline): median / p99", f"{us(raw_med)} / {us(pct(raw, .99))}", ""),
+        ("ProcessPoolExecutor no-op round trip: median / p99", f"{us(statistics.median(pool_seq))} / {us(pct(pool_seq, .99))}", ""),
+        ("cjm_workers no-op job round trip: median / p99", f"{us(statistics.median(c['seq']))} / {us(pct(c['seq'], .99))}",
+         f"{statistics.median(c['seq']) / raw_med:.2f}× raw Pipe (target ≤ 2×)"),
+        (f"ProcessPoolExecutor, {N_BURST} no-op jobs at once", f"{pool_burst:,.0f} jobs/s", ""),
+        (f"cjm_workers, {N_BURST} no-op jobs at once, 1 worker", f"{c['burst']:,.0f} jobs/s", f"{c['burst'] / pool_burst:.2f}× ProcessPoolExecutor"),
+        (f"cjm_workers, {N_BURST} no-op jobs at once, 2 workers", f"{c['burst2']:,.0f} jobs/s", ""),
+        (f"{N_CHUNKS:,}-chunk stream delivered to a subscriber", f"{c['stream']:,.0f} chunks/s", "target ≥ 200,000"),
+        ("cancel (plugin stops) → next job completes", f"{c['cancel_coop'] * 1e3:.1f} ms", "worker kept"),
+        ("cancel (plugin ignores it) → next job completes, minus 0.2 s grace", f"{c['cancel_kill'] * 1e3:.1f} ms", "kill + respawn"),
+        ("worker SIGKILL → job marked failed: median / max", f"{c['crash'] * 1e3:.2f} / {c['crash_max'] * 1e3:.2f} ms", "target < 50 ms"),
+        ("cold start: first job incl. spawn", f"{c['cold'] * 1e3:.0f} ms", ""),
+    ]
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
+    print("| figure | value | note |\n|---|---|---|")
+    for r in rows: print(f"| {r[0]} | {r[1]} | {r[2]} |")
+
+
+if __name__ == '__main__':
+    main()
