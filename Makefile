@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m cjm_workers.demo.app
 
 test: $(STAMP)
-	$(BIN)/nbdev-test --n_workers 2
+	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
