@@ -208,3 +208,25 @@ async def test_resource_manager_sees_real_pids(make_manager):
     assert (ok.worker_pid, 'running', ok.id) in rm.states and (ok.worker_pid, 'idle', None) in rm.states
     await m.shutdown()
     assert rm.live == set()
+
+
+async def test_unimportable_entry_point_is_a_clear_start_error():
+    from cjm_workers.demo.plugins import DemoJobManager
+    class LambdaEntry(DemoJobManager):
+        def get_worker_entry_point(self): return lambda *a: None  # spawn cannot pickle this
+    m = LambdaEntry()
+    try:
+        with pytest.raises(WorkerUnavailableError, match='could not be started.*(pickle|lambda)'): await m.start()
+    finally:
+        await asyncio.wait_for(m.shutdown(), 10)
+
+
+async def test_deliberate_kill_is_not_reported_as_a_crash(make_manager):
+    m = make_manager(max_workers=1, cancel_grace_seconds=0.1)
+    await m.start()
+    with m.events.subscribe(prefix='demo:worker_died') as sub:
+        j = await m.start_job('stubborn', seconds=30)
+        await started(m, j)
+        await m.cancel_job(j.id)
+        died = await wait_event(sub, 'demo:worker_died')
+    assert died['deliberate'] and 'killed by the manager (cancel)' in died['reason'] and 'memory' not in died['reason']

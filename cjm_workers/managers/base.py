@@ -323,7 +323,9 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     if slot.handle is h: slot.handle = None
     if h.cancel_timer is not None: h.cancel_timer.cancel()
     if not h.ready.done(): h.ready.set_result(False)
-    reason = f"worker failed to start: {h.start_error}" if h.start_error else describe_exit(code)
+    if h.start_error: reason = f"worker failed to start: {h.start_error}"
+    elif h.kill_reason: reason = f"worker killed by the manager ({h.kill_reason})"
+    else: reason = describe_exit(code)
     if self.resource_manager is not None: self._call_rm('unregister_worker', h.pid)
     job = self.jobs.get(h.current_job_id) if h.current_job_id else None
     if job is not None and not job.is_terminal:
