@@ -159,3 +159,17 @@ async def test_clear_and_listing(make_manager):
     assert [j.id for j in m.get_all_jobs()] == [a.id, b.id]
     assert m.get_job_result(a.id) == {'text': 'a'} and m.get_job('nope') is None
     assert m.clear_completed_jobs() == 1 and m.get_job(a.id) is None and m.get_job(b.id) is b
+
+
+async def test_external_broadcaster_gets_every_event_before_shutdown_returns(make_manager):
+    class Slow:
+        def __init__(self): self.events = []
+        async def broadcast(self, event_type, data):
+            await asyncio.sleep(0)  # an awaiting broadcaster (as an SSE adapter is)
+            self.events.append(event_type)
+    rec = Slow()
+    m = make_manager(event_broadcaster=rec)
+    jobs = [await m.start_job('echo', text=str(i)) for i in range(20)]
+    await m.shutdown(drain=True)
+    assert m._pump_task.done()  # no task is left behind
+    assert rec.events.count('demo:completed') == 20 and rec.events.count('demo:queued') == 20

@@ -181,3 +181,12 @@ def test_import_has_no_side_effects():
     """)
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == 'clean', out.stderr
+
+
+async def test_drain_timeout_cancels_what_is_left(make_manager):
+    m = make_manager(max_workers=1, cancel_grace_seconds=0.2)
+    quick = await m.start_job('echo', text='done first')  # submitted before the workers exist
+    slow = await m.start_job('sleep', seconds=30)
+    await asyncio.wait_for(m.shutdown(drain=True, timeout=1.0), 15)
+    assert quick.status == 'completed'
+    assert slow.status == 'cancelled' and 'drain timeout' in slow.error

@@ -127,12 +127,14 @@ class BaseJobManager(ABC):
         self._plugin_configs: Dict[str, Dict[str, Any]] = {}
         self._plugin_info: Dict[str, Dict[str, Any]] = {}
         self._tasks: set = set()
-        self._closing = False
+        self._closing = False   # no new submissions
+        self._stopping = False  # no new workers (set at once when cancelling, after the drain when draining)
         self._shutdown_task = None
         self._direct = self.event_broadcaster if isinstance(self.event_broadcaster, EventBroadcaster) else None
         self._events: deque = deque()
         self._events_wakeup: Optional[asyncio.Future] = None
         self._pump_task = None
+        self._pump_stop = False
 
     # ---- the four methods a domain provides
     @abstractmethod
@@ -211,7 +213,7 @@ class BaseJobManager(ABC):
                 name, data = self._events.popleft()
                 try: await self.event_broadcaster.broadcast(name, data)
                 except Exception: log.exception("event broadcaster failed on %s", name)
-            if self._closing and self._shutdown_task is not None and self._shutdown_task.done(): return
+            if self._pump_stop: return
             self._events_wakeup = self._loop.create_future()
             await self._events_wakeup
 
@@ -272,7 +274,7 @@ async def __aexit__(self:BaseJobManager, exc_type, exc, tb):
 @patch
 async def _spawn(self:BaseJobManager, slot:_Slot):
     slot.timer = None
-    if self._closing: return
+    if self._stopping: return
     cfg = self.worker_config
     h = WorkerHandle(slot.index, f"cjm-{self.worker_type}-{slot.index}", self.get_worker_entry_point(),
                      self._on_message, self._on_worker_exit)
@@ -289,7 +291,7 @@ async def _spawn(self:BaseJobManager, slot:_Slot):
         self._give_up(slot, f"worker could not be started: {describe_error(e)}")
         return
     if self.resource_manager is not None: self._call_rm('register_worker', h.pid, self.worker_type)
-    if self._closing:  # shut down while it was spawning
+    if self._stopping:  # shut down while it was spawning
         h.kill('shutdown')
         return
     try: await asyncio.wait_for(asyncio.shield(h.ready), cfg.worker_start_timeout_seconds)
@@ -331,7 +333,7 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     if job is not None and not job.is_terminal:
         if h.kill_reason == 'cancel':
             self._finish(job, CANCELLED, error=f"cancelled: the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed")
-        elif h.kill_reason == 'shutdown' or self._closing:
+        elif h.kill_reason == 'shutdown' or self._stopping:
             self._finish(job, CANCELLED, error="cancelled: the manager shut down")
         else:
             self._finish(job, FAILED, error=reason)
@@ -339,7 +341,7 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     if self._wants_events():
         self._emit('worker_died', {'pid': h.pid, 'slot': slot.index, 'exitcode': code, 'reason': reason,
                                    'deliberate': h.kill_reason is not None or h.state == 'stopping'})
-    if self._closing: return
+    if self._stopping: return
     log.log(logging.INFO if h.kill_reason == 'cancel' else logging.WARNING, "%s worker %s: %s", self.worker_type, h.pid, reason)
     policy = cfg.restart_policy
     if h.kill_reason == 'cancel':  # killing a worker to cancel its job is no failure
@@ -363,7 +365,7 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
 @patch
 def _restart(self:BaseJobManager, slot:_Slot):
     slot.timer = None
-    if self._closing: return
+    if self._stopping: return
     slot.restarts += 1
     self.restart_count += 1
     self.last_restart_time = time.time()
@@ -667,6 +669,14 @@ async def unload_plugin(self:BaseJobManager, plugin_name:str) -> bool:
 
 # %% ../../nbs/09_base.ipynb #56b6e05d
 @patch
+def _stop_workers_and_cancel(self:BaseJobManager, reason:str):
+    "From now on no worker starts or restarts; cancel every queued and running job."
+    self._stopping = True
+    for s in self._slots:
+        if s.timer is not None: s.timer.cancel(); s.timer = None
+    self._cancel_everything(reason)
+
+@patch
 def _cancel_everything(self:BaseJobManager, reason:str):
     for job_id in list(self._queued):
         self._drop_queued(job_id)
@@ -685,9 +695,7 @@ def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None
         self._shutdown_now()
         return _Done()
     self._closing = True
-    for s in self._slots:
-        if s.timer is not None: s.timer.cancel(); s.timer = None
-    if not drain: self._cancel_everything("cancelled: the manager shut down")
+    if not drain: self._stop_workers_and_cancel("cancelled: the manager shut down")
     self._shutdown_task = loop.create_task(self._shutdown(drain, timeout))
     return self._shutdown_task
 
@@ -699,7 +707,8 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
             open_jobs = [j for j in self.jobs.values() if not j.is_terminal]
             if open_jobs:
                 _, late = await asyncio.wait([self._spawn_task(self.wait_for_job(j.id)) for j in open_jobs], timeout=timeout)
-                if late: self._cancel_everything(f"cancelled: the manager shut down ({timeout:g} s drain timeout)")
+                if late: self._stop_workers_and_cancel(f"cancelled: the manager shut down ({timeout:g} s drain timeout)")
+        self._stop_workers_and_cancel("cancelled: the manager shut down")
         busy = [h.current_job_id for h in self._handles() if h.current_job_id]
         if busy:  # cancelled jobs end by themselves or by their kill timers
             await asyncio.wait([self._spawn_task(self.wait_for_job(j)) for j in busy],
@@ -718,13 +727,15 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
     finally:
         for j in self.jobs.values():
             if not j.is_terminal: self._finish(j, CANCELLED, error="cancelled: the manager shut down")
+        self._pump_stop = True  # the pump delivers what is queued, then ends
         w = self._events_wakeup
         if w is not None and not w.done(): w.set_result(None)
+    if self._pump_task is not None: await asyncio.wait([self._pump_task], timeout=cfg.shutdown_timeout_seconds)
 
 @patch
 def _shutdown_now(self:BaseJobManager):
     "Shutdown without an event loop to wait in: kill the workers now (bounded) and cancel every open job."
-    self._closing = True
+    self._closing = self._stopping = True
     for s in self._slots:
         if s.timer is not None:
             try: s.timer.cancel()
