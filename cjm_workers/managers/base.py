@@ -334,7 +334,7 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
         if h.kill_reason == 'cancel':
             self._finish(job, CANCELLED, error=f"cancelled: the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed")
         elif h.kill_reason == 'shutdown' or self._stopping:
-            self._finish(job, CANCELLED, error="cancelled: the manager shut down")
+            self._finish(job, CANCELLED, error=h.stop_why or "cancelled: the manager shut down")
         else:
             self._finish(job, FAILED, error=reason)
     h.current_job_id = None
@@ -500,6 +500,7 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
         h.cancel_timer = None
     if h.state == "busy": h.state = "idle"
     h.jobs_done += 1
+    why, h.stop_why = h.stop_why, None
     job = self.jobs.get(r.job_id)
     if job is not None and not job.is_terminal:
         if r.status == 'success':
@@ -512,7 +513,8 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
                 self._finish(job, COMPLETED, result=result)
                 try: self._on_job_completed(job.id)
                 except Exception: log.exception("_on_job_completed failed for %s", job.id)
-        elif r.status == 'cancelled': self._finish(job, CANCELLED, error=r.error or "cancelled")
+        elif r.status == 'cancelled':
+            self._finish(job, CANCELLED, error=f"{why} (the plugin stopped: {r.error})" if why else (r.error or "cancelled"))
         else:
             job.traceback = (r.data or {}).get('traceback')
             self._finish(job, FAILED, error=r.error or "failed")
@@ -605,8 +607,10 @@ def _handle_of(self:BaseJobManager, job_id:str) -> Optional[WorkerHandle]:
     return next((h for h in self._handles() if h.current_job_id == job_id), None)
 
 @patch
-def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str):
+def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None):
+    "Ask the worker to stop its job; kill it after `grace` seconds. `why` (if given) becomes the job's error."
     if h.cancel_timer is not None: return
+    h.stop_why = why
     h.send_control(WorkerRequest(WorkerRequestType.CANCEL, {'job_id': job_id}))
     def kill():
         h.cancel_timer = None
@@ -683,7 +687,7 @@ def _cancel_everything(self:BaseJobManager, reason:str):
         self._finish(self.jobs[job_id], CANCELLED, error=reason)
     grace = min(self.worker_config.cancel_grace_seconds, self.worker_config.shutdown_timeout_seconds)
     for h in self._handles():
-        if h.current_job_id: self._request_stop(h, h.current_job_id, grace, 'shutdown')
+        if h.current_job_id: self._request_stop(h, h.current_job_id, grace, 'shutdown', reason)
 
 @patch
 def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None):

@@ -69,6 +69,7 @@ class WorkerHandle:
         self.exited: Optional[asyncio.Future] = None
         self.replies: Dict[str, asyncio.Future] = {}
         self.cancel_timer = None
+        self.stop_why: Optional[str] = None      # why the manager asked its job to stop, if not a plain cancel
         self._loop = None
         self._fd = self._ctl_fd = -1
         self._conn = self._ctl = None
