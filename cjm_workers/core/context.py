@@ -17,23 +17,30 @@ class JobContext:
     "The job a worker is running: its id, its cancellation flag and its progress reporter."
     def __init__(self, job_id:str, on_progress:Optional[Callable[[float, Optional[str]], None]]=None):
         self.job_id = job_id
-        self._cancel = threading.Event()
+        self._cancelled = False
+        self._event: Optional[threading.Event] = None  # made only if someone waits: most jobs never do
         self._on_progress = on_progress
 
     @property
     def cancelled(self) -> bool:
         "True once cancellation of this job was requested."
-        return self._cancel.is_set()
+        return self._cancelled
 
-    def cancel(self) -> None: self._cancel.set()
+    def cancel(self) -> None:
+        self._cancelled = True
+        ev = self._event
+        if ev is not None: ev.set()
 
     def check_cancelled(self) -> None:
         "Raise `JobCancelled` if cancellation was requested."
-        if self._cancel.is_set(): raise JobCancelled(f"job {self.job_id} was cancelled")
+        if self._cancelled: raise JobCancelled(f"job {self.job_id} was cancelled")
 
     def wait_cancelled(self, timeout:Optional[float]=None) -> bool:
         "Sleep up to `timeout` seconds, waking early if cancelled; returns whether it was."
-        return self._cancel.wait(timeout)
+        if self._event is None:
+            self._event = threading.Event()
+            if self._cancelled: self._event.set()  # cancel() may have run before the event existed
+        return self._event.wait(timeout)
 
     def report_progress(self, fraction:Optional[float]=None, message:Optional[str]=None) -> None:
         "Report progress as a fraction in [0, 1] and/or a status message."

@@ -104,6 +104,8 @@ class _Worker:
     def __init__(self, conn, control, plugin_manager_factory, result_adapter, supports_streaming):
         self.conn, self.control = conn, control
         self.fd = conn.fileno()
+        self.pid = os.getpid()
+        self.rbuf, self.rpos = bytearray(), 0
         self.factory, self.result_adapter, self.supports_streaming = plugin_manager_factory, result_adapter, supports_streaming
         self.send_lock = threading.Lock()
         self.ppid = os.getppid()
@@ -136,6 +138,27 @@ class _Worker:
                 while parts and n >= len(parts[0]):
                     n -= len(parts.pop(0))
                 if n: parts[0] = memoryview(parts[0])[n:]
+
+    def _recv(self) -> bytes:
+        "The next framed message from the job pipe, reading as much as is there in one call."
+        buf = self.rbuf
+        while True:
+            avail = len(buf) - self.rpos
+            if avail >= 4:
+                size, hdr = _HEADER.unpack_from(buf, self.rpos)[0], 4
+                if size == -1 and avail >= 12: size, hdr = _BIG.unpack_from(buf, self.rpos + 4)[0], 12
+                if size >= 0 and avail >= hdr + size:
+                    start = self.rpos + hdr
+                    data = bytes(buf[start:start + size])
+                    self.rpos = start + size
+                    if self.rpos == len(buf): buf.clear(); self.rpos = 0
+                    return data
+                need = hdr + size - avail if size >= 0 else 12 - avail
+            else: need = 4 - avail
+            chunk = os.read(self.fd, max(need, 65536))
+            if not chunk: raise EOFError
+            if self.rpos: del buf[:self.rpos]; self.rpos = 0
+            buf += chunk
 
     def _reply(self, req:WorkerRequest, rtype:WorkerResponseType, data:Dict):
         self._send(WorkerResponse(rtype, data, request_id=req.request_id))
@@ -214,7 +237,7 @@ class _Worker:
         self.ctx = ctx
         if self.cancelled_early.pop(job_id, 'no') is None: ctx.cancel()
         out.hold_started(pickle.dumps(WorkerResponse(WorkerResponseType.STARTED,
-                         {'job_id': job_id, 'started_at': time.time(), 'pid': os.getpid()}), PICKLE_PROTOCOL))
+                         {'job_id': job_id, 'started_at': time.time(), 'pid': self.pid}), PICKLE_PROTOCOL))
         _context._set_current(ctx)
         try:
             ctx.check_cancelled()
@@ -266,7 +289,7 @@ class _Worker:
         threading.Thread(target=self._control_loop, name="cjm-control", daemon=True).start()
         threading.Thread(target=self._flush_loop, name="cjm-flusher", daemon=True).start()
         while True:
-            try: req = pickle.loads(self.conn.recv_bytes())
+            try: req = pickle.loads(self._recv())
             except (EOFError, OSError): return
             t = req.type
             if t is WorkerRequestType.EXECUTE: self._execute(req)
