@@ -173,3 +173,25 @@ async def test_external_broadcaster_gets_every_event_before_shutdown_returns(mak
     await m.shutdown(drain=True)
     assert m._pump_task.done()  # no task is left behind
     assert rec.events.count('demo:completed') == 20 and rec.events.count('demo:queued') == 20
+
+
+async def test_quick_job_still_reports_its_start(make_manager):
+    "A job that ends before its STARTED message is sent gets started_at from the result, and a 'started' event first."
+    m = make_manager()
+    await m.start()
+    with m.events.subscribe() as sub:
+        job = await m.start_job('noop')
+        await m.wait_for_job(job.id, 10)
+        events = []
+        while (e := sub.get_nowait()) is not None: events.append(e[0])
+    assert events == ['demo:queued', 'demo:started', 'demo:completed']
+    assert datetime.fromisoformat(job.created_at) <= datetime.fromisoformat(job.started_at) <= datetime.fromisoformat(job.completed_at)
+
+
+async def test_long_job_reports_running_before_it_ends(make_manager):
+    m = make_manager()
+    job = await m.start_job('sleep', seconds=0.5)
+    with m.events.subscribe() as sub:
+        await wait_event(sub, 'demo:started', job_id=job.id)
+    assert job.status == 'running' and job.completed_at is None
+    await m.wait_for_job(job.id, 10)

@@ -96,6 +96,7 @@ class WorkerResult:
     status: str                            # 'success', 'error' or 'cancelled'
     data: Optional[Dict[str, Any]] = None  # Result data on success
     error: Optional[str] = None            # Error message on failure
+    started_at: Optional[float] = None     # When the job began (epoch s), if no STARTED message was sent for it
 
     def __post_init__(self):
         if self.status not in RESULT_STATUSES: raise ValueError(f"status must be one of {RESULT_STATUSES}, got {self.status!r}")
@@ -105,6 +106,7 @@ class WorkerResult:
         d = {'type': WorkerResponseType.RESULT.value, 'job_id': self.job_id, 'status': self.status}
         if self.data is not None: d['data'] = self.data
         if self.error is not None: d['error'] = self.error
+        if self.started_at is not None: d['started_at'] = self.started_at
         return d
 
 # %% ../../nbs/01_protocol.ipynb #b5dc1d69

@@ -40,14 +40,14 @@ class _JobOutput:
         self.worker, self.job_id, self.max_parts = worker, job_id, max_parts
         self.lock = threading.Lock()
         self.parts, self.progress = [], None
-        self.started: Optional[bytes] = None
+        self.started_at: Optional[float] = None  # set while the STARTED report is held back
         self.last_flush = 0.0
         self.armed = self.closed = False
 
-    def hold_started(self, payload:bytes):
-        "Send STARTED within FLUSH_WINDOW, or together with the result if the job ends sooner."
+    def hold_started(self, started_at:float):
+        "Report the start within FLUSH_WINDOW, or on the result itself if the job ends sooner."
         with self.lock:
-            self.started = payload
+            self.started_at = started_at
             self.armed = True
         self.worker._arm_flusher(self)
 
@@ -71,7 +71,10 @@ class _JobOutput:
     def _drain(self, final=False) -> list:
         "Pickled messages for everything held, oldest kind first (lock held)."
         out = []
-        if self.started is not None: out.append(self.started); self.started = None
+        if self.started_at is not None:
+            out.append(pickle.dumps(WorkerResponse(WorkerResponseType.STARTED,
+                       {'job_id': self.job_id, 'started_at': self.started_at, 'pid': self.worker.pid}), PICKLE_PROTOCOL))
+            self.started_at = None
         if self.parts:
             out.append(pickle.dumps(WorkerStreamChunk(self.job_id, ''.join(self.parts), final, {'count': len(self.parts)}), PICKLE_PROTOCOL))
             self.parts = []
@@ -92,11 +95,14 @@ class _JobOutput:
             self.armed = False
             if not self.closed: self._flush(time.monotonic())
 
-    def finish(self) -> list:
-        "Close the output; return what is still held, to be sent with the result."
+    def finish(self) -> tuple:
+        "Close the output; return (messages still held, start time to put on the result or None)."
         with self.lock:
             self.closed, self.armed = True, False
-            return self._drain(final=True)
+            if self.started_at is not None and not self.parts and self.progress is None:
+                started_at, self.started_at = self.started_at, None
+                return [], started_at
+            return self._drain(final=True), None
 
 # %% ../../nbs/04_worker.ipynb #700d4321
 class _Worker:
@@ -236,8 +242,7 @@ class _Worker:
         ctx = JobContext(job_id, out.set_progress)
         self.ctx = ctx
         if self.cancelled_early.pop(job_id, 'no') is None: ctx.cancel()
-        out.hold_started(pickle.dumps(WorkerResponse(WorkerResponseType.STARTED,
-                         {'job_id': job_id, 'started_at': time.time(), 'pid': self.pid}), PICKLE_PROTOCOL))
+        out.hold_started(time.time())
         _context._set_current(ctx)
         try:
             ctx.check_cancelled()
@@ -263,10 +268,12 @@ class _Worker:
         finally:
             _context._set_current(None)
             self.ctx = None
+        held, result.started_at = out.finish()
         try: payload = pickle.dumps(result, PICKLE_PROTOCOL)
         except Exception as e:
-            payload = pickle.dumps(WorkerResult(job_id, 'error', error=f"result could not be pickled: {describe_error(e)}"), PICKLE_PROTOCOL)
-        self._send_payloads(out.finish() + [payload])  # one write: what was held back, then the result
+            payload = pickle.dumps(WorkerResult(job_id, 'error', error=f"result could not be pickled: {describe_error(e)}",
+                                                started_at=result.started_at), PICKLE_PROTOCOL)
+        self._send_payloads(held + [payload])  # one write: what was held back, then the result
 
     def _command(self, req:WorkerRequest):
         name = req.data.get('plugin_name')

@@ -459,15 +459,7 @@ def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
         rt, d = msg.type, msg.data
         if rt is WorkerResponseType.STARTED:
             job = self._current(h, d['job_id'])
-            if job is None or job.status != PENDING: return
-            job.status, job.worker_pid = RUNNING, d.get('pid', h.pid)
-            job.started_at = datetime.fromtimestamp(d['started_at'], timezone.utc).isoformat()
-            if self.resource_manager is not None:
-                cfg = self._plugin_configs.get(self._plugin_name(job.plugin_id), {})
-                self._call_rm('update_worker_state', h.pid, status='running', job_id=job.id,
-                              plugin_name=self._plugin_name(job.plugin_id), plugin_id=job.plugin_id,
-                              loaded_plugin_resource=self._extract_plugin_resource_identifier(cfg), config=cfg)
-            self._emit_job('started', job)
+            if job is not None: self._mark_started(h, job, d['started_at'])
         elif rt is WorkerResponseType.PROGRESS:
             job = self._current(h, d['job_id'])
             if job is None: return
@@ -483,6 +475,19 @@ def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
         elif rt is WorkerResponseType.ERROR:
             h.start_error = d.get('error')
             log.error("%s worker %s failed: %s\n%s", self.worker_type, h.pid, d.get('error'), d.get('traceback', ''))
+
+@patch
+def _mark_started(self:BaseJobManager, h:WorkerHandle, job:BaseJob, started_at:float):
+    "The worker began the job at `started_at` (epoch seconds)."
+    if job.status != PENDING: return
+    job.status, job.worker_pid = RUNNING, h.pid
+    job.started_at = datetime.fromtimestamp(started_at, timezone.utc).isoformat()
+    if self.resource_manager is not None:
+        cfg = self._plugin_configs.get(self._plugin_name(job.plugin_id), {})
+        self._call_rm('update_worker_state', h.pid, status='running', job_id=job.id,
+                      plugin_name=self._plugin_name(job.plugin_id), plugin_id=job.plugin_id,
+                      loaded_plugin_resource=self._extract_plugin_resource_identifier(cfg), config=cfg)
+    self._emit_job('started', job)
 
 @patch
 def _current(self:BaseJobManager, h:WorkerHandle, job_id:str) -> Optional[BaseJob]:
@@ -503,6 +508,7 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
     why, h.stop_why = h.stop_why, None
     job = self.jobs.get(r.job_id)
     if job is not None and not job.is_terminal:
+        if r.started_at is not None: self._mark_started(h, job, r.started_at)  # a job too quick for a STARTED message
         if r.status == 'success':
             data = r.data or {}
             if data.get('streamed'): data = {**data, 'text': job.output}
