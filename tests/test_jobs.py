@@ -195,3 +195,9 @@ async def test_long_job_reports_running_before_it_ends(make_manager):
         await wait_event(sub, 'demo:started', job_id=job.id)
     assert job.status == 'running' and job.completed_at is None
     await m.wait_for_job(job.id, 10)
+
+
+async def test_concurrent_starts_all_wait_for_ready_workers(make_manager):
+    m = make_manager(max_workers=2)
+    await asyncio.gather(m.start(), m.start(), m.start())
+    assert [s.handle.state for s in m._slots] == ['idle', 'idle']

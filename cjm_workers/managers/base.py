@@ -119,6 +119,7 @@ class BaseJobManager(ABC):
         self.broken_reason: Optional[str] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._slots: List[_Slot] = []
+        self._start_tasks: list = []
         self._queue: list = []                 # heap of (-priority, seq, job_id); entries of taken jobs are skipped
         self._queued: Dict[str, tuple] = {}    # job_id -> (plugin_name, pickled execute request)
         self._seq = itertools.count()
@@ -240,13 +241,14 @@ def _check_accepting(self:BaseJobManager):
 
 @patch
 def _ensure_started(self:BaseJobManager) -> list:
-    "Create the pool on first use; return the start-up tasks."
+    "Create the pool on first use; return the first workers' start-up tasks (done ones included)."
     self._bind_loop()
-    if self._slots: return []
+    if self._slots: return self._start_tasks
     self._plugin_configs = {**self._registry_configs(), **self._plugin_configs}
     if self._direct is None: self._pump_task = self._spawn_task(self._pump_events())
     self._slots = [_Slot(i) for i in range(self.worker_config.max_workers)]
-    return [self._spawn_task(self._spawn(s)) for s in self._slots]
+    self._start_tasks = [self._spawn_task(self._spawn(s)) for s in self._slots]
+    return self._start_tasks
 
 @patch
 def _spawn_task(self:BaseJobManager, coro):
