@@ -199,5 +199,9 @@ async def test_long_job_reports_running_before_it_ends(make_manager):
 
 async def test_concurrent_starts_all_wait_for_ready_workers(make_manager):
     m = make_manager(max_workers=2)
-    await asyncio.gather(m.start(), m.start(), m.start())
+    first = asyncio.create_task(m.start())
+    await asyncio.sleep(0)  # the first call has begun spawning
+    assert m._slots and not first.done()
+    await m.start()  # a second caller must also wait until the workers are ready
     assert [s.handle.state for s in m._slots] == ['idle', 'idle']
+    await first
