@@ -1,0 +1,16 @@
+"The README's quickstart runs as written."
+import pathlib, re, subprocess, sys
+
+
+def test_quickstart_runs(tmp_path):
+    readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+    module, script = re.findall(r"```python\n(.*?)```", readme, re.S)[:2]
+    (tmp_path / 'myapp').mkdir()
+    (tmp_path / 'myapp' / '__init__.py').write_text('')
+    (tmp_path / 'myapp' / 'transcription.py').write_text(module)
+    (tmp_path / 'main.py').write_text(script)
+    out = subprocess.run([sys.executable, 'main.py'], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    streamed, summary = out.stdout.split('\n', 1)
+    assert streamed.strip() == 'streamed one word at a time'
+    assert summary.split()[:1] == ['completed'] and summary.split()[-1] == '1.0'
