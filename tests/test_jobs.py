@@ -205,3 +205,13 @@ async def test_concurrent_starts_all_wait_for_ready_workers(make_manager):
     await m.start()  # a second caller must also wait until the workers are ready
     assert [s.handle.state for s in m._slots] == ['idle', 'idle']
     await first
+
+
+async def test_megabyte_arguments_and_results_arrive_intact(make_manager):
+    "Large frames cross the pipes in pieces (non-blocking partial writes, buffered reads) and arrive whole."
+    m = make_manager(max_workers=2)
+    texts = [''.join(chr(65 + (i * 7 + k) % 26) for k in range(1000)) * (5000 + i) for i in range(3)]  # ~5 MB each
+    jobs = [await m.start_job('echo', text=t) for t in texts]
+    for j, t in zip(jobs, texts):
+        await m.wait_for_job(j.id, 30)
+        assert j.status == 'completed' and j.result['text'] == t

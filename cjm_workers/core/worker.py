@@ -6,20 +6,19 @@
 __all__ = ['log', 'FLUSH_WINDOW', 'PICKLE_PROTOCOL', 'plugin_name_of', 'describe_error', 'base_worker_process']
 
 # %% ../../nbs/04_worker.ipynb #29ae89d4
-import logging, os, pickle, signal, struct, threading, time, traceback
+import logging, os, pickle, signal, threading, time, traceback
 from typing import Any, Callable, Dict, Optional
 
 from . import context as _context
 from .adapters import default_result_adapter
 from .context import JobCancelled, JobContext
-from .protocol import (PluginManagerAdapter, WorkerRequest, WorkerRequestType, WorkerResponse,
+from .protocol import (FRAME_BIG as _BIG, FRAME_HEADER as _HEADER, PluginManagerAdapter, frame, WorkerRequest, WorkerRequestType, WorkerResponse,
                                        WorkerResponseType, WorkerResult, WorkerStreamChunk)
 
 log = logging.getLogger(__name__)
 
 # %% ../../nbs/04_worker.ipynb #a3521d17
 FLUSH_WINDOW = 0.005  # seconds a held-back chunk (or a job's STARTED report) may wait before it is sent
-_HEADER, _BIG = struct.Struct("!i"), struct.Struct("!Q")
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 def plugin_name_of(plugin_data:Any) -> str:
@@ -134,10 +133,7 @@ class _Worker:
 
     def _send_payloads(self, payloads:list):
         "Write pickled messages, framed as `Connection.recv_bytes` expects, in as few writes as possible."
-        parts = []
-        for p in payloads:
-            n = len(p)
-            parts += [_HEADER.pack(n), p] if n <= 0x7fffffff else [_HEADER.pack(-1), _BIG.pack(n), p]
+        parts = [part for p in payloads for part in frame(p)]
         with self.send_lock:
             while parts:
                 n = os.writev(self.fd, parts[:512])
