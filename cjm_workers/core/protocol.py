@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['RESULT_STATUSES', 'FRAME_HEADER', 'FRAME_BIG', 'WorkerRequestType', 'WorkerResponseType', 'new_request_id',
-           'WorkerRequest', 'WorkerResponse', 'WorkerStreamChunk', 'WorkerResult', 'frame', 'PluginManagerAdapter']
+           'WorkerRequest', 'WorkerResponse', 'WorkerStreamChunk', 'WorkerResult', 'frame', 'frame_header',
+           'PluginManagerAdapter']
 
 # %% ../../nbs/01_protocol.ipynb #c8467d75
 import struct, uuid
@@ -116,6 +117,13 @@ def frame(data:bytes) -> list:
     "`data` with the length header(s) `multiprocessing.connection.Connection.recv_bytes` expects, as parts for writev."
     n = len(data)
     return [FRAME_HEADER.pack(n), data] if n <= 0x7fffffff else [FRAME_HEADER.pack(-1), FRAME_BIG.pack(n), data]
+
+def frame_header(buf, pos:int, avail:int) -> Optional[tuple]:
+    "(header length, payload size) of the frame at `buf[pos:]`, or None while its header is incomplete in `avail` bytes."
+    if avail < 4: return None
+    size = FRAME_HEADER.unpack_from(buf, pos)[0]
+    if size != -1: return 4, size
+    return (12, FRAME_BIG.unpack_from(buf, pos + 4)[0]) if avail >= 12 else None
 
 # %% ../../nbs/01_protocol.ipynb #b5dc1d69
 @runtime_checkable

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional
 from . import context as _context
 from .adapters import default_result_adapter
 from .context import JobCancelled, JobContext
-from .protocol import (FRAME_BIG as _BIG, FRAME_HEADER as _HEADER, PluginManagerAdapter, frame, WorkerRequest, WorkerRequestType, WorkerResponse,
+from .protocol import (PluginManagerAdapter, frame, frame_header, WorkerRequest, WorkerRequestType, WorkerResponse,
                                        WorkerResponseType, WorkerResult, WorkerStreamChunk)
 
 log = logging.getLogger(__name__)
@@ -146,17 +146,14 @@ class _Worker:
         buf = self.rbuf
         while True:
             avail = len(buf) - self.rpos
-            if avail >= 4:
-                size, hdr = _HEADER.unpack_from(buf, self.rpos)[0], 4
-                if size == -1 and avail >= 12: size, hdr = _BIG.unpack_from(buf, self.rpos + 4)[0], 12
-                if size >= 0 and avail >= hdr + size:
-                    start = self.rpos + hdr
-                    data = bytes(buf[start:start + size])
-                    self.rpos = start + size
-                    if self.rpos == len(buf): buf.clear(); self.rpos = 0
-                    return data
-                need = hdr + size - avail if size >= 0 else 12 - avail
-            else: need = 4 - avail
+            h = frame_header(buf, self.rpos, avail)
+            if h is not None and avail >= h[0] + h[1]:
+                start = self.rpos + h[0]
+                data = bytes(buf[start:start + h[1]])
+                self.rpos = start + h[1]
+                if self.rpos == len(buf): buf.clear(); self.rpos = 0
+                return data
+            need = h[0] + h[1] - avail if h is not None else 0
             chunk = os.read(self.fd, max(need, 65536))
             if not chunk: raise EOFError
             if self.rpos: del buf[:self.rpos]; self.rpos = 0

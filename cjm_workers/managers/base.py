@@ -714,13 +714,14 @@ def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None
 @patch
 async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
     cfg = self.worker_config
+    reason = "cancelled: the manager shut down"
     try:
         if drain:
             open_jobs = [j for j in self.jobs.values() if not j.is_terminal]
             if open_jobs:
                 _, late = await asyncio.wait([self._spawn_task(self.wait_for_job(j.id)) for j in open_jobs], timeout=timeout)
-                if late: self._stop_workers_and_cancel(f"cancelled: the manager shut down ({timeout:g} s drain timeout)")
-        self._stop_workers_and_cancel("cancelled: the manager shut down")
+                if late: reason = f"cancelled: the manager shut down ({timeout:g} s drain timeout)"
+        self._stop_workers_and_cancel(reason)
         busy = [h.current_job_id for h in self._handles() if h.current_job_id]
         if busy:  # cancelled jobs end by themselves or by their kill timers
             await asyncio.wait([self._spawn_task(self.wait_for_job(j)) for j in busy],

@@ -10,7 +10,7 @@ import asyncio, atexit, logging, os, pickle, signal, time, weakref
 import multiprocessing, multiprocessing.util
 from typing import Any, Callable, Dict, Optional
 
-from ..core.protocol import FRAME_BIG as _BIG, FRAME_HEADER as _HEADER, WorkerRequest, frame
+from ..core.protocol import WorkerRequest, frame, frame_header
 
 log = logging.getLogger(__name__)
 READ_SIZE = 1 << 18
@@ -154,15 +154,9 @@ class WorkerHandle:
         pos, n = 0, len(buf)
         msgs = []
         with memoryview(buf) as mv:
-            while n - pos >= 4:
-                size = _HEADER.unpack_from(mv, pos)[0]
-                hdr = 4
-                if size == -1:
-                    if n - pos < 12: break
-                    size, hdr = _BIG.unpack_from(mv, pos + 4)[0], 12
-                end = pos + hdr + size
-                if end > n: break
-                msgs.append(pickle.loads(mv[pos + hdr:end]))
+            while (h := frame_header(mv, pos, n - pos)) is not None and pos + h[0] + h[1] <= n:
+                end = pos + h[0] + h[1]
+                msgs.append(pickle.loads(mv[pos + h[0]:end]))
                 pos = end
         if pos: del buf[:pos]
         for m in msgs:
