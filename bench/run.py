@@ -55,17 +55,23 @@ async def cjm():
     m = DemoJobManager(worker_config=WorkerConfig(max_workers=1, cancel_grace_seconds=0.2, max_restart_attempts=100))
     first = await m.start_job('noop'); await m.wait_for_job(first.id)
     out['cold'] = time.perf_counter() - t
-    for _ in range(200): await m.wait_for_job((await m.start_job('noop')).id)
-    # the baseline is measured in blocks interleaved with ours: both see the same machine, moment by moment
+    # the same manager with its workers' idle spin turned off, to show what the spin buys
+    m0 = DemoJobManager(worker_type="nospin", worker_config=WorkerConfig(max_workers=1, idle_spin_seconds=0))
+    async def round_trips(mgr, n, into):
+        for _ in range(n):
+            t = time.perf_counter(); j = await mgr.start_job('noop'); await mgr.wait_for_job(j.id); into.append(time.perf_counter() - t)
+    await round_trips(m, 200, []); await round_trips(m0, 200, [])
+    # the baseline is measured in blocks interleaved with ours: all see the same machine, moment by moment
     raw = RawPipe()
     raw.round_trips(200)
-    ts, base = [], []
+    ts, ts0, base = [], [], []
     for _ in range(N_SEQ // 200):
         base += raw.round_trips(200)
-        for _ in range(200):
-            t = time.perf_counter(); j = await m.start_job('noop'); await m.wait_for_job(j.id); ts.append(time.perf_counter() - t)
+        await round_trips(m, 200, ts)
+        await round_trips(m0, 200, ts0)
     raw.close()
-    out['seq'], out['raw'] = ts, base
+    await m0.shutdown()
+    out['seq'], out['seq_nospin'], out['raw'] = ts, ts0, base
     t = time.perf_counter()
     jobs = [await m.start_job('noop') for _ in range(N_BURST)]
     for j in jobs: await m.wait_for_job(j.id)
@@ -118,6 +124,8 @@ def main():
         ("ProcessPoolExecutor no-op round trip: median / p99", f"{us(statistics.median(pool_seq))} / {us(pct(pool_seq, .99))}", ""),
         ("cjm_workers no-op job round trip: median / p99", f"{us(statistics.median(c['seq']))} / {us(pct(c['seq'], .99))}",
          f"{statistics.median(c['seq']) / raw_med:.2f}× raw Pipe (target ≤ 2×)"),
+        ("the same with `idle_spin_seconds=0` (workers sleep at once after a job)", f"{us(statistics.median(c['seq_nospin']))} / {us(pct(c['seq_nospin'], .99))}",
+         f"{statistics.median(c['seq_nospin']) / raw_med:.2f}× raw Pipe"),
         (f"ProcessPoolExecutor, {N_BURST} no-op jobs at once", f"{pool_burst:,.0f} jobs/s", ""),
         (f"cjm_workers, {N_BURST} no-op jobs at once, 1 worker", f"{c['burst']:,.0f} jobs/s", f"{c['burst'] / pool_burst:.2f}× ProcessPoolExecutor"),
         (f"cjm_workers, {N_BURST} no-op jobs at once, 2 workers", f"{c['burst2']:,.0f} jobs/s", ""),

@@ -190,3 +190,17 @@ async def test_drain_timeout_cancels_what_is_left(make_manager):
     await asyncio.wait_for(m.shutdown(drain=True, timeout=1.0), 15)
     assert quick.status == 'completed'
     assert slow.status == 'cancelled' and 'drain timeout' in slow.error
+
+
+async def test_idle_worker_polls_briefly_then_sleeps(make_manager):
+    "After a job a worker polls for its next one for at most idle_spin_seconds, then blocks and uses no CPU."
+    m = make_manager(idle_spin_seconds=0.01)  # the largest allowed: a worker that never stopped polling would show
+    j = await m.start_job('noop'); await m.wait_for_job(j.id, timeout=30)
+    proc = psutil.Process(worker_pids(m)[0])
+    await asyncio.sleep(0.05)  # well past the 10 ms poll window
+    used = lambda: sum(proc.cpu_times()[:2])
+    before = used()
+    await asyncio.sleep(0.5)
+    assert used() - before < 0.05  # a polling worker would use ~0.5 s of CPU here
+    j = await m.start_job('echo', text='still there'); await m.wait_for_job(j.id, timeout=30)
+    assert j.result == {'text': 'still there'}

@@ -20,6 +20,7 @@ class RestartPolicy(Enum):
 
 # %% ../../nbs/00_config.ipynb #a20cefe9
 ENV_PREFIX = "CJM_WORKERS_"
+_MAY_BE_ZERO = ("idle_spin_seconds",)
 
 class _Default:
     "Marks a field left to the environment or the default; shows as its default value in signatures."
@@ -65,6 +66,7 @@ class WorkerConfig:
     shutdown_timeout_seconds: float = _Default(5.0)  # after a stop request, before a worker is killed
     cancel_grace_seconds: float = _Default(5.0)    # after a cancel request, before a running job's worker is killed
     result_monitor_poll_interval_seconds: float = _Default(0.5)  # how often a worker checks its parent is alive
+    idle_spin_seconds: float = _Default(0.0002)    # a worker polls for its next job this long before it sleeps; 0 = never
 
     def __post_init__(self):
         for f in fields(self):
@@ -90,8 +92,10 @@ class WorkerConfig:
         for name in ("result_queue_size", "response_queue_size", "max_workers"):
             if getattr(self, name) < 1: raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for f in fields(self):
-            if f.type is float and getattr(self, f.name) <= 0:
+            if f.type is float and f.name not in _MAY_BE_ZERO and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be > 0, got {getattr(self, f.name)}")
+        if self.idle_spin_seconds < 0 or self.idle_spin_seconds > 0.01:
+            raise ValueError(f"idle_spin_seconds must be between 0 and 0.01, got {self.idle_spin_seconds}")
         if self.restart_backoff_max_seconds < self.restart_backoff_base_seconds:
             raise ValueError("restart_backoff_max_seconds must be >= restart_backoff_base_seconds")
 

@@ -51,6 +51,8 @@ class WorkerRequest:
         "Convert to dictionary for queue serialization."
         return {'type': self.type.value, 'request_id': self.request_id, **self.data}
 
+    def __reduce__(self): return _request, (self.type.value, self.data, self.request_id)
+
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> 'WorkerRequest':
         "Create from dictionary received from queue."
@@ -67,6 +69,8 @@ class WorkerResponse:
     def to_dict(self) -> Dict[str, Any]:
         "Convert to dictionary for queue serialization."
         return {'type': self.type.value, 'request_id': self.request_id, **self.data}
+
+    def __reduce__(self): return _response, (self.type.value, self.data, self.request_id)
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> 'WorkerResponse':
@@ -87,6 +91,8 @@ class WorkerStreamChunk:
         "Convert to dictionary for queue serialization."
         return {'type': WorkerResponseType.STREAM_CHUNK.value, 'job_id': self.job_id, 'chunk': self.chunk,
                 'is_final': self.is_final, 'metadata': self.metadata}
+
+    def __reduce__(self): return WorkerStreamChunk, (self.job_id, self.chunk, self.is_final, self.metadata)
 
 RESULT_STATUSES = ('success', 'error', 'cancelled')
 
@@ -109,6 +115,20 @@ class WorkerResult:
         if self.error is not None: d['error'] = self.error
         if self.started_at is not None: d['started_at'] = self.started_at
         return d
+
+    def __reduce__(self): return _result, (self.job_id, self.status, self.data, self.error, self.started_at)
+
+# %% ../../nbs/01_protocol.ipynb #2cff0b74
+_REQUEST_TYPES = {t.value: t for t in WorkerRequestType}
+_RESPONSE_TYPES = {t.value: t for t in WorkerResponseType}
+
+def _request(t, data, request_id): return WorkerRequest(_REQUEST_TYPES[t], data, request_id)
+def _response(t, data, request_id): return WorkerResponse(_RESPONSE_TYPES[t], data, request_id)
+
+def _result(job_id, status, data, error, started_at):
+    r = object.__new__(WorkerResult)  # validated where it was made
+    r.job_id, r.status, r.data, r.error, r.started_at = job_id, status, data, error, started_at
+    return r
 
 # %% ../../nbs/01_protocol.ipynb #8a0e1a5c
 FRAME_HEADER, FRAME_BIG = struct.Struct("!i"), struct.Struct("!Q")

@@ -6,13 +6,13 @@
 __all__ = ['log', 'FLUSH_WINDOW', 'PICKLE_PROTOCOL', 'plugin_name_of', 'describe_error', 'base_worker_process']
 
 # %% ../../nbs/04_worker.ipynb #29ae89d4
-import logging, os, pickle, signal, threading, time, traceback
+import logging, os, pickle, select, signal, threading, time, traceback
 from typing import Any, Callable, Dict, Optional
 
 from . import context as _context
 from .adapters import default_result_adapter
 from .context import JobCancelled, JobContext
-from .protocol import (PluginManagerAdapter, frame, frame_header, WorkerRequest, WorkerRequestType, WorkerResponse,
+from .protocol import (FRAME_HEADER, PluginManagerAdapter, frame, frame_header, WorkerRequest, WorkerRequestType, WorkerResponse,
                                        WorkerResponseType, WorkerResult, WorkerStreamChunk)
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,7 @@ class _JobOutput:
 
     def hold_started(self, started_at:float):
         "Report the start within FLUSH_WINDOW, or on the result itself if the job ends sooner."
-        with self.lock:
-            self.started_at = started_at
-            self.armed = True
+        self.started_at, self.armed = started_at, True  # no lock: no other thread knows this output until armed
         self.worker._arm_flusher(self)
 
     def add_chunk(self, chunk:str):
@@ -111,10 +109,15 @@ class _Worker:
         self.fd = conn.fileno()
         self.pid = os.getpid()
         self.rbuf, self.rpos = bytearray(), 0
+        self.rchunk = bytearray(65536)
+        self.rview = memoryview(self.rchunk)
         self.factory, self.result_adapter, self.supports_streaming = plugin_manager_factory, result_adapter, supports_streaming
         self.send_lock = threading.Lock()
         self.ppid = os.getppid()
         self.poll_interval = 0.5
+        self.idle_spin = 0.0
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
         self.max_parts = 100
         self.plugins: Dict[str, Any] = {}        # name -> plugin data from discovery
         self.configs: Dict[str, Dict] = {}       # name -> configuration to load it with
@@ -133,7 +136,7 @@ class _Worker:
 
     def _send_payloads(self, payloads:list):
         "Write pickled messages, framed as `Connection.recv_bytes` expects, in as few writes as possible."
-        parts = [part for p in payloads for part in frame(p)]
+        parts = frame(payloads[0]) if len(payloads) == 1 else [part for p in payloads for part in frame(p)]
         with self.send_lock:
             while parts:
                 n = os.writev(self.fd, parts[:512])
@@ -141,9 +144,14 @@ class _Worker:
                     n -= len(parts.pop(0))
                 if n: parts[0] = memoryview(parts[0])[n:]
 
-    def _recv(self) -> bytes:
-        "The next framed message from the job pipe, reading as much as is there in one call."
+    def _recv(self):
+        "The next framed message from the job pipe (valid until the next call), reading as much as is there in one call."
         buf = self.rbuf
+        if not buf:  # the usual case: one read brings exactly one whole message
+            n = os.readv(self.fd, [self.rchunk])
+            if not n: raise EOFError
+            if n > 4 and FRAME_HEADER.unpack_from(self.rchunk)[0] == n - 4: return self.rview[4:n]
+            buf += self.rview[:n]
         while True:
             avail = len(buf) - self.rpos
             h = frame_header(buf, self.rpos, avail)
@@ -158,6 +166,12 @@ class _Worker:
             if not chunk: raise EOFError
             if self.rpos: del buf[:self.rpos]; self.rpos = 0
             buf += chunk
+
+    def _spin(self):
+        "Poll the job pipe for up to `idle_spin` seconds before blocking on it (see the module text for why)."
+        end = time.perf_counter() + self.idle_spin
+        poll = self.poller.poll
+        while not poll(0) and time.perf_counter() < end: os.sched_yield()  # never in the way of a runnable process
 
     def _reply(self, req:WorkerRequest, rtype:WorkerResponseType, data:Dict):
         self._send(WorkerResponse(rtype, data, request_id=req.request_id))
@@ -213,6 +227,7 @@ class _Worker:
     def _init(self, req:WorkerRequest):
         d = req.data
         self.poll_interval = d.get('parent_poll_interval', self.poll_interval)
+        self.idle_spin = d.get('idle_spin', self.idle_spin)
         self.max_parts = d.get('max_stream_parts', self.max_parts)
         self.configs = dict(d.get('plugin_configs') or {})
         self.pm = self.factory()
@@ -234,7 +249,7 @@ class _Worker:
         out = _JobOutput(self, job_id, self.max_parts)
         ctx = JobContext(job_id, out.set_progress)
         self.ctx = ctx
-        if self.cancelled_early.pop(job_id, 'no') is None: ctx.cancel()
+        if self.cancelled_early and self.cancelled_early.pop(job_id, 'no') is None: ctx.cancel()
         out.hold_started(time.time())
         _context._set_current(ctx)
         try:
@@ -289,6 +304,7 @@ class _Worker:
         threading.Thread(target=self._control_loop, name="cjm-control", daemon=True).start()
         threading.Thread(target=self._flush_loop, name="cjm-flusher", daemon=True).start()
         while True:
+            if self.idle_spin and not self.rbuf: self._spin()
             try: req = pickle.loads(self._recv())
             except (EOFError, OSError): return
             t = req.type

@@ -10,7 +10,7 @@ import asyncio, atexit, logging, os, pickle, signal, time, weakref
 import multiprocessing, multiprocessing.util
 from typing import Any, Callable, Dict, Optional
 
-from ..core.protocol import WorkerRequest, frame, frame_header
+from ..core.protocol import FRAME_HEADER, WorkerRequest, frame, frame_header
 
 log = logging.getLogger(__name__)
 READ_SIZE = 1 << 18
@@ -150,6 +150,16 @@ class WorkerHandle:
             self._loop.remove_reader(self._fd)  # end of file: the worker is exiting; the sentinel says how
             return
         buf = self._rbuf
+        if not buf and n > 4 and FRAME_HEADER.unpack_from(self._rchunk)[0] == n - 4:
+            msgs = [pickle.loads(self._rview[4:n])]  # the usual case: exactly one whole message
+        else: msgs = self._frames(n)
+        for m in msgs:
+            try: self._on_message(self, m)
+            except Exception: log.exception("error handling a message from worker %s", self.pid)
+
+    def _frames(self, n:int) -> list:
+        "Append what was read to the buffer and take every complete message out of it."
+        buf = self._rbuf
         buf += self._rview[:n]
         pos, n = 0, len(buf)
         msgs = []
@@ -159,9 +169,7 @@ class WorkerHandle:
                 msgs.append(pickle.loads(mv[pos + h[0]:end]))
                 pos = end
         if pos: del buf[:pos]
-        for m in msgs:
-            try: self._on_message(self, m)
-            except Exception: log.exception("error handling a message from worker %s", self.pid)
+        return msgs
 
     # -- death
     def _on_sentinel(self):
