@@ -124,9 +124,9 @@ def test_abstract_methods_are_enforced():
 async def test_unpicklable_argument_fails_at_submit_and_result_fails_job(make_manager):
     m = make_manager()
     import threading
-    job = await m.start_job('echo', text=threading.Lock())
+    job = await m.start_job('fail', message=threading.Lock())  # 'fail' declares no parameters: only pickling can object
     assert job.status == 'failed' and 'cannot be sent to a worker' in job.error and 'lock' in job.error
-    assert job.worker_pid is None and not m._queued  # never queued, never reached a worker
+    assert job.worker_pid is None and not m.queued_job_ids()  # never queued, never reached a worker
     job2 = await m.start_job('unpicklable')
     await m.wait_for_job(job2.id, 10)
     assert job2.status == 'failed' and job2.error.startswith('result could not be pickled') and 'lock' in job2.error

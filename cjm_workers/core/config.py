@@ -20,7 +20,8 @@ class RestartPolicy(Enum):
 
 # %% ../../nbs/00_config.ipynb #a20cefe9
 ENV_PREFIX = "CJM_WORKERS_"
-_MAY_BE_ZERO = ("idle_spin_seconds",)
+_MAY_BE_ZERO = ("idle_spin_seconds", "job_time_limit_seconds", "heartbeat_timeout_seconds", "max_worker_memory_mb",
+                "max_worker_memory_hard_mb")  # 0 turns these off
 
 class _Default:
     "Marks a field left to the environment or the default; shows as its default value in signatures."
@@ -67,6 +68,18 @@ class WorkerConfig:
     cancel_grace_seconds: float = _Default(5.0)    # after a cancel request, before a running job's worker is killed
     result_monitor_poll_interval_seconds: float = _Default(0.5)  # how often a worker checks its parent is alive
     idle_spin_seconds: float = _Default(0.0002)    # a worker polls for its next job this long before it sleeps; 0 = never
+    # scheduling and worker health
+    job_time_limit_seconds: float = _Default(0.0)  # default run-time limit of a job (per job: `time_limit`); 0 = none
+    heartbeat_interval_seconds: float = _Default(1.0)  # how often a worker running a job says it is alive
+    heartbeat_timeout_seconds: float = _Default(60.0)  # a busy worker silent this long is killed as unresponsive; 0 = never
+    monitor_interval_seconds: float = _Default(1.0)  # how often worker memory, CPU and heartbeats are checked
+    max_jobs_per_worker: int = _Default(0)         # replace a worker after this many jobs; 0 = never
+    max_worker_memory_mb: float = _Default(0.0)    # replace a worker between jobs above this resident memory; 0 = never
+    max_worker_memory_hard_mb: float = _Default(0.0)  # kill a worker (failing its job) above this, even mid-job; 0 = never
+    spare_workers: int = _Default(0)               # started workers kept in reserve to replace a lost one at once
+    max_retries: int = _Default(0)                 # default retries of a job after a TransientError (per job: `max_retries`)
+    retry_backoff_base_seconds: float = _Default(1.0)  # first retry delay; doubles per attempt
+    retry_backoff_max_seconds: float = _Default(60.0)  # retry delay cap
 
     def __post_init__(self):
         for f in fields(self):
@@ -87,7 +100,7 @@ class WorkerConfig:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                     raise ValueError(f"{f.name} must be a number, got {v!r}")
                 setattr(self, f.name, float(v))
-        for name in ("request_queue_size", "max_restart_attempts"):
+        for name in ("request_queue_size", "max_restart_attempts", "max_jobs_per_worker", "spare_workers", "max_retries"):
             if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("result_queue_size", "response_queue_size", "max_workers"):
             if getattr(self, name) < 1: raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -98,6 +111,17 @@ class WorkerConfig:
             raise ValueError(f"idle_spin_seconds must be between 0 and 0.01, got {self.idle_spin_seconds}")
         if self.restart_backoff_max_seconds < self.restart_backoff_base_seconds:
             raise ValueError("restart_backoff_max_seconds must be >= restart_backoff_base_seconds")
+        if self.retry_backoff_max_seconds < self.retry_backoff_base_seconds:
+            raise ValueError("retry_backoff_max_seconds must be >= retry_backoff_base_seconds")
+        if self.heartbeat_timeout_seconds and self.heartbeat_timeout_seconds < 2 * self.heartbeat_interval_seconds:
+            raise ValueError(f"heartbeat_timeout_seconds must be 0 (off) or at least twice heartbeat_interval_seconds "
+                             f"({self.heartbeat_interval_seconds:g}), got {self.heartbeat_timeout_seconds:g}")
+        if self.max_worker_memory_hard_mb and self.max_worker_memory_mb > self.max_worker_memory_hard_mb:
+            raise ValueError("max_worker_memory_mb (replace between jobs) must be <= max_worker_memory_hard_mb (kill)")
+
+    def retry_delay(self, attempt:int) -> float:
+        "Seconds to wait before retrying a job whose attempt number `attempt` failed with a TransientError."
+        return min(self.retry_backoff_max_seconds, self.retry_backoff_base_seconds * 2 ** max(0, attempt - 1))
 
     def restart_delay(self, failures:int) -> float:
         "Seconds to wait before restarting after `failures` consecutive failures (0 for all but BACKOFF)."

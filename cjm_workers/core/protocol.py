@@ -34,6 +34,7 @@ class WorkerResponseType(Enum):
     RESPONSE = "response"        # reply to RELOAD/UNLOAD, matched by request_id
     STATE = "state"              # reply to GET_STATE, matched by request_id
     ERROR = "error"              # fatal worker error (e.g. the plugin manager factory raised)
+    HEARTBEAT = "heartbeat"      # sent by a worker thread while a job runs: the process is alive and responsive
 
 # %% ../../nbs/01_protocol.ipynb #e89910db
 def new_request_id() -> str:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional
 from . import context as _context
 from .adapters import default_result_adapter
 from .context import JobCancelled, JobContext
+from .errors import error_kind
 from .protocol import (FRAME_HEADER, PluginManagerAdapter, frame, frame_header, WorkerRequest, WorkerRequestType, WorkerResponse,
                                        WorkerResponseType, WorkerResult, WorkerStreamChunk)
 
@@ -116,6 +117,7 @@ class _Worker:
         self.ppid = os.getppid()
         self.poll_interval = 0.5
         self.idle_spin = 0.0
+        self.heartbeat_interval = 1.0
         self.poller = select.poll()
         self.poller.register(self.fd, select.POLLIN)
         self.max_parts = 100
@@ -193,6 +195,16 @@ class _Worker:
                     self.cancelled_early[job_id] = None
                     while len(self.cancelled_early) > 1000: self.cancelled_early.pop(next(iter(self.cancelled_early)))
 
+    def _heartbeat_loop(self):
+        # a thread of its own: it goes quiet only if the whole process is stuck (stopped, or a C call holding
+        # the GIL), which is what hang detection is for; a plugin merely running long keeps it beating
+        while True:
+            time.sleep(self.heartbeat_interval)
+            ctx = self.ctx
+            if ctx is not None:
+                try: self._send(WorkerResponse(WorkerResponseType.HEARTBEAT, {'job_id': ctx.job_id}))
+                except OSError: return
+
     def _arm_flusher(self, out:_JobOutput):
         self.flush_target = out
         if self.flusher_parked: self.flush_event.set()  # a ticking flusher needs no wake-up (and no GIL hand-off)
@@ -228,6 +240,7 @@ class _Worker:
         d = req.data
         self.poll_interval = d.get('parent_poll_interval', self.poll_interval)
         self.idle_spin = d.get('idle_spin', self.idle_spin)
+        self.heartbeat_interval = d.get('heartbeat_interval', self.heartbeat_interval)
         self.max_parts = d.get('max_stream_parts', self.max_parts)
         self.configs = dict(d.get('plugin_configs') or {})
         self.pm = self.factory()
@@ -272,7 +285,7 @@ class _Worker:
             if ctx.cancelled: result = WorkerResult(job_id, 'cancelled', error=f"cancelled ({describe_error(e)})")
             else:
                 log.debug("job %s failed", job_id, exc_info=True)
-                result = WorkerResult(job_id, 'error', {'traceback': traceback.format_exc()}, describe_error(e))
+                result = WorkerResult(job_id, 'error', {'traceback': traceback.format_exc(), 'kind': error_kind(e)}, describe_error(e))
         finally:
             _context._set_current(None)
             self.ctx = None
@@ -303,6 +316,7 @@ class _Worker:
     def run(self):
         threading.Thread(target=self._control_loop, name="cjm-control", daemon=True).start()
         threading.Thread(target=self._flush_loop, name="cjm-flusher", daemon=True).start()
+        threading.Thread(target=self._heartbeat_loop, name="cjm-heartbeat", daemon=True).start()
         while True:
             if self.idle_spin and not self.rbuf: self._spin()
             try: req = pickle.loads(self._recv())

@@ -7,22 +7,26 @@ __all__ = ['log', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'TER
            'utc_now_iso', 'new_job_id', 'BaseJob', 'WorkerUnavailableError', 'BaseJobManager']
 
 # %% ../../nbs/09_base.ipynb #fa257398
-import asyncio, heapq, itertools, logging, os, pickle, time
+import asyncio, logging, os, pickle, time
 from fastcore.basics import patch
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional, TypeVar
+from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from ..core.config import RestartPolicy, WorkerConfig
+from ..core.errors import ParameterError
 from ..core.events import EventBroadcaster
+from ..core.params import check_param_spec, validate_params
 from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType,
                                        WorkerResult, WorkerStreamChunk, new_request_id)
 from ..core.worker import describe_error
 from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol,
                                               ResourceManagerProtocol)
+from .health import WorkerState, handle_state, sample_processes
 from .pool import WorkerHandle, describe_exit
+from .scheduling import JobQueue, ResourcePool, needs_key
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,13 @@ class BaseJob:
     status_message: Optional[str] = None # Last status message reported by the plugin
     traceback: Optional[str] = field(default=None, repr=False) # Worker-side traceback of a failure
     output_chunks: List[str] = field(default_factory=list, repr=False) # Streamed output as it arrived
+    priority: int = 0 # Higher runs first; FIFO within a priority
+    time_limit: Optional[float] = None # Run-time limit in seconds (None: the manager's job_time_limit_seconds)
+    max_retries: Optional[int] = None # Retries after a TransientError (None: the manager's max_retries)
+    retry_on_worker_death: bool = False # Also retry when the worker dies while running this job
+    resources: Optional[Dict[str, int]] = None # Resource slots the job holds while it runs (None: its plugin's)
+    attempt: int = 0 # Attempts started so far
+    attempts: List[Dict[str, Any]] = field(default_factory=list, repr=False) # One record per attempt: worker, times, error
 
     @property
     def output(self) -> str:
@@ -77,10 +88,11 @@ class BaseJob:
 
     def to_dict(self, output:bool=False) -> Dict[str, Any]:
         "A shallow dict of the job's fields (subclass fields included); `output=True` adds the streamed text."
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ('output_chunks', 'traceback')}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_DICT}
         if output: d['output'] = self.output
         return d
 
+_NOT_IN_DICT = ('output_chunks', 'traceback', 'attempts')
 JobType = TypeVar('JobType', bound=BaseJob)
 
 class WorkerUnavailableError(RuntimeError):
@@ -113,6 +125,9 @@ class BaseJobManager(ABC):
                  plugin_registry:Optional[PluginRegistryProtocol]=None, # Optional plugin registry integration
                  resource_manager:Optional[ResourceManagerProtocol]=None, # Optional resource manager integration
                  event_broadcaster:Optional[EventBroadcasterProtocol]=None, # Event broadcaster (built-in if None)
+                 resources:Union[ResourcePool, Mapping[str, int], None]=None, # Resource limits, e.g. {"gpu": 1}, or a shared ResourcePool
+                 plugin_resources:Optional[Mapping[str, Mapping[str, int]]]=None, # What each plugin's jobs hold, e.g. {"whisper": {"gpu": 1}}
+                 plugin_parameters:Optional[Mapping[str, Any]]=None, # Each plugin's parameters: a dataclass or a JSON-schema dict
                 ):
         if not isinstance(worker_type, str) or not worker_type or ':' in worker_type:
             raise ValueError(f"worker_type must be a non-empty string without ':', got {worker_type!r}")
@@ -124,6 +139,15 @@ class BaseJobManager(ABC):
         self.worker_config = worker_config or WorkerConfig()
         self.plugin_registry, self.resource_manager = plugin_registry, resource_manager
         self.event_broadcaster = event_broadcaster if event_broadcaster is not None else EventBroadcaster()
+        self.resource_pool: Optional[ResourcePool] = (resources if resources is None or isinstance(resources, ResourcePool)
+                                                      else ResourcePool(resources))
+        self.plugin_resources = {k: dict(v) for k, v in (plugin_resources or {}).items()}
+        for name, needs in self.plugin_resources.items():
+            err = self._resource_error(needs)
+            if err: raise ValueError(f"plugin_resources[{name!r}]: {err}")
+        self.plugin_parameters = dict(plugin_parameters or {})
+        for spec in self.plugin_parameters.values(): check_param_spec(spec)
+        if self.resource_pool is not None: self.resource_pool._attach(self)
         self.jobs: Dict[str, BaseJob] = {}
         self.restart_count = 0                 # worker restarts since the manager started
         self.last_restart_time: Optional[float] = None
@@ -131,9 +155,14 @@ class BaseJobManager(ABC):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._slots: List[_Slot] = []
         self._start_tasks: list = []
-        self._queue: list = []                 # heap of (-priority, seq, job_id); entries of taken jobs are skipped
-        self._queued: Dict[str, tuple] = {}    # job_id -> (plugin_name, pickled execute request)
-        self._seq = itertools.count()
+        self._queue = JobQueue()               # waiting jobs -> (plugin_name, pickled execute request)
+        self._retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
+        self._spares: List[WorkerHandle] = []  # started workers kept in reserve (spare_workers)
+        self.recycled_count = 0                # workers replaced by max_jobs_per_worker / max_worker_memory_mb
+        self._monitor_task = None
+        self._retiring: List[WorkerHandle] = []  # recycled workers finishing their exit
+        self._forced = False                   # shutdown had to kill a worker
+        self._stopped = False                  # shutdown finished
         self._done_waiters: Dict[str, List[asyncio.Future]] = {}
         self._chunk_waiters: Dict[str, asyncio.Future] = {}
         self._plugin_configs: Dict[str, Dict[str, Any]] = {}
@@ -149,6 +178,8 @@ class BaseJobManager(ABC):
         self._pump_stop = False
         # awaited per job only when a subclass checks resources: most never do
         self._validates_resources = type(self)._validate_resources is not BaseJobManager._validate_resources
+        self._plain_params = type(self).get_plugin_parameters is BaseJobManager.get_plugin_parameters
+        self._recycles = bool(self.worker_config.max_jobs_per_worker or self.worker_config.max_worker_memory_mb)
 
     # ---- the four methods a domain provides
     @abstractmethod
@@ -191,6 +222,20 @@ class BaseJobManager(ABC):
 
     def _plugin_name(self, plugin_id:str) -> str: return self.get_plugin_name(plugin_id) or plugin_id
 
+    def get_plugin_resources(self, plugin_id:str) -> Dict[str, int]:
+        "The resource slots a job of this plugin holds while it runs (default: `plugin_resources`)."
+        return self.plugin_resources.get(self._plugin_name(plugin_id), {})
+
+    def get_plugin_parameters(self, plugin_id:str) -> Any:
+        "This plugin's parameter declaration (a dataclass or a JSON-schema dict), or None to accept any."
+        return self.plugin_parameters.get(self._plugin_name(plugin_id))
+
+    def _resource_error(self, needs:Mapping[str, int]) -> Optional[str]:
+        if not isinstance(needs, Mapping): return f"resource needs must be a mapping of name -> count, got {needs!r}"
+        if not any(needs.values()): return None
+        if self.resource_pool is None: return f"needs resources {dict(needs)} but this manager has no resource limits"
+        return self.resource_pool.check(needs)
+
     def check_streaming_support(self, plugin_id:str) -> bool:
         "Whether jobs of this plugin stream (known once a worker has reported its plugins)."
         info = self._plugin_info.get(self._plugin_name(plugin_id))
@@ -218,7 +263,8 @@ class BaseJobManager(ABC):
             if w is not None and not w.done(): w.set_result(None)
 
     def _emit_job(self, event:str, job:BaseJob) -> None:
-        if self._wants_events(): self._emit(event, {'job_id': job.id, **job.to_dict()})
+        d = self._direct
+        if d is None or d.has_subscribers: self._emit(event, {'job_id': job.id, **job.to_dict()})
 
     async def _pump_events(self):
         "Deliver events to an external broadcaster in order, one at a time."
@@ -261,6 +307,8 @@ def _ensure_started(self:BaseJobManager) -> list:
     if self._direct is None: self._pump_task = self._spawn_task(self._pump_events())
     self._slots = [_Slot(i) for i in range(self.worker_config.max_workers)]
     self._start_tasks = [self._spawn_task(self._spawn(s)) for s in self._slots]
+    for _ in range(self.worker_config.spare_workers): self._spawn_task(self._spawn(None))
+    self._monitor_task = self._spawn_task(self._monitor())
     return self._start_tasks
 
 @patch
@@ -287,23 +335,29 @@ async def __aexit__(self:BaseJobManager, exc_type, exc, tb):
     await self.shutdown(drain=exc_type is None)
 
 @patch
-async def _spawn(self:BaseJobManager, slot:_Slot):
-    slot.timer = None
+async def _spawn(self:BaseJobManager, slot:Optional[_Slot]):
+    "Start a worker for `slot`, or a spare worker if `slot` is None."
+    if slot is not None: slot.timer = None
     if self._stopping: return
     cfg = self.worker_config
-    h = WorkerHandle(slot.index, f"cjm-{self.worker_type}-{slot.index}", self.get_worker_entry_point(),
+    index = slot.index if slot is not None else -1
+    h = WorkerHandle(index, f"cjm-{self.worker_type}-{index if slot is not None else 'spare'}", self.get_worker_entry_point(),
                      self._on_message, self._on_worker_exit)
-    h.start_error = None
+    h.start_error = h.kill_why = None
     h.commands = asyncio.Semaphore(cfg.response_queue_size)
-    slot.handle = h
+    if slot is not None: slot.handle = h
+    else: self._spares.append(h)
     init = WorkerRequest(WorkerRequestType.INIT, {'plugin_configs': self._plugin_configs,
                          'parent_poll_interval': cfg.result_monitor_poll_interval_seconds, 'idle_spin': cfg.idle_spin_seconds,
+                         'heartbeat_interval': cfg.heartbeat_interval_seconds,
                          'max_stream_parts': cfg.result_queue_size}, request_id=new_request_id())
     try: await h.start(init)
     except Exception as e:
         log.error("%s worker could not be started: %s", self.worker_type, describe_error(e))
-        slot.handle = None
-        self._give_up(slot, f"worker could not be started: {describe_error(e)}")
+        if slot is None: self._spares.remove(h)
+        else:
+            slot.handle = None
+            self._give_up(slot, f"worker could not be started: {describe_error(e)}")
         return
     if self.resource_manager is not None: self._call_rm('register_worker', h.pid, self.worker_type)
     if self._stopping:  # shut down while it was spawning
@@ -325,9 +379,12 @@ def _on_ready(self:BaseJobManager, h:WorkerHandle, data:Dict[str, Any]):
     h.state = "idle"
     h.plugins, h.loaded = data.get('plugins', {}), set(data.get('loaded', ()))
     self._plugin_info.update(h.plugins)
-    slot = self._slots[h.slot]
     if not h.ready.done(): h.ready.set_result(True)
     if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle')
+    if h.slot < 0:  # a spare: ready, and given no job until it takes the place of a lost worker
+        if self._wants_events(): self._emit('worker_started', {'pid': h.pid, 'slot': None, 'spare': True, 'restarts': 0, 'loaded': sorted(h.loaded)})
+        return
+    slot = self._slots[h.slot]
     if self._wants_events():
         self._emit('worker_restarted' if slot.restarts else 'worker_started',
                    {'pid': h.pid, 'slot': slot.index, 'restarts': slot.restarts, 'loaded': sorted(h.loaded)})
@@ -336,30 +393,44 @@ def _on_ready(self:BaseJobManager, h:WorkerHandle, data:Dict[str, Any]):
 @patch
 def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     cfg = self.worker_config
-    slot = self._slots[h.slot]
-    if slot.handle is h: slot.handle = None
+    if h in self._spares: self._spares.remove(h)
+    if h in self._retiring: self._retiring.remove(h)
+    slot = self._slots[h.slot] if h.slot >= 0 else None
+    if slot is not None and slot.handle is h: slot.handle = None
     if h.cancel_timer is not None: h.cancel_timer.cancel()
     if not h.ready.done(): h.ready.set_result(False)
     if h.start_error: reason = f"worker failed to start: {h.start_error}"
+    elif h.kill_why: reason = h.kill_why
     elif h.kill_reason: reason = f"worker killed by the manager ({h.kill_reason})"
     else: reason = describe_exit(code)
     if self.resource_manager is not None: self._call_rm('unregister_worker', h.pid)
     job = self.jobs.get(h.current_job_id) if h.current_job_id else None
     if job is not None and not job.is_terminal:
-        if h.kill_reason == 'cancel':
-            self._finish(job, CANCELLED, error=f"cancelled: the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed")
-        elif h.kill_reason == 'shutdown' or self._stopping:
-            self._finish(job, CANCELLED, error=h.stop_why or "cancelled: the manager shut down")
-        else:
-            self._finish(job, FAILED, error=reason)
+        k = h.kill_reason
+        if k == 'cancel': error, status = f"cancelled: the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed", CANCELLED
+        elif k == 'timeout': error, status = f"{h.stop_why}; the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed", FAILED
+        elif k == 'shutdown' or self._stopping: error, status = h.stop_why or "cancelled: the manager shut down", CANCELLED
+        else: error, status = reason, FAILED
+        self._end_attempt(job, h.pid, error)
+        if status == FAILED and k not in ('timeout',) and job.retry_on_worker_death and self._retries_left(job):
+            self._retry(job, error, h)
+        else: self._finish(job, status, error=error)
     h.current_job_id = None
+    self._job_left(h)
     if self._wants_events():
-        self._emit('worker_died', {'pid': h.pid, 'slot': slot.index, 'exitcode': code, 'reason': reason,
+        self._emit('worker_died', {'pid': h.pid, 'slot': h.slot if slot is not None else None, 'exitcode': code, 'reason': reason,
                                    'deliberate': h.kill_reason is not None or h.state == 'stopping'})
     if self._stopping: return
-    log.log(logging.INFO if h.kill_reason == 'cancel' else logging.WARNING, "%s worker %s: %s", self.worker_type, h.pid, reason)
+    if h.retire_reason is not None:  # recycled: its replacement starts now that it has gone (unless a spare took over)
+        if slot is not None and slot.handle is None and slot.timer is None and not slot.given_up:
+            if not self._take_spare(slot): self._spawn_task(self._spawn(slot))
+        return
+    if slot is None:  # a spare: replace it, unless spares cannot even start
+        if h.plugins: self._spawn_task(self._spawn(None))
+        return
+    log.log(logging.INFO if h.kill_reason in ('cancel', 'timeout') else logging.WARNING, "%s worker %s: %s", self.worker_type, h.pid, reason)
     policy = cfg.restart_policy
-    if h.kill_reason == 'cancel':  # killing a worker to cancel its job is no failure
+    if h.kill_reason in ('cancel', 'timeout'):  # killing a worker to stop its job is no failure of the worker
         restart, delay = policy is not RestartPolicy.NEVER, 0.0
     else:
         if h.started_monotonic is not None and h.plugins and time.monotonic() - h.started_monotonic >= cfg.restart_reset_seconds:
@@ -369,13 +440,87 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
         delay = cfg.restart_delay(slot.failures)
         if policy in (RestartPolicy.ALWAYS, RestartPolicy.BACKOFF) and not restart:
             reason = f"{reason}; gave up after {cfg.max_restart_attempts} restart attempts"
-    if restart: slot.timer = self._loop.call_later(delay, self._restart, slot)
+    if restart:
+        if self._take_spare(slot):
+            slot.restarts += 1
+            self.restart_count += 1
+            self.last_restart_time = time.time()
+        else: slot.timer = self._loop.call_later(delay, self._restart, slot)
     else:
         if policy is RestartPolicy.NEVER: reason = f"{reason}; restart_policy is NEVER"
-        elif policy is RestartPolicy.ON_CANCELLATION and h.kill_reason != 'cancel':
+        elif policy is RestartPolicy.ON_CANCELLATION and h.kill_reason not in ('cancel', 'timeout'):
             reason = f"{reason}; restart_policy ON_CANCELLATION restarts only workers killed to cancel a job"
         self._give_up(slot, reason)
     self._dispatch()
+
+@patch
+def _take_spare(self:BaseJobManager, slot:_Slot) -> bool:
+    "Put a ready spare worker in `slot` (and start a new spare). False if no spare is ready."
+    spare = next((h for h in self._spares if h.state == "idle"), None)
+    if spare is None or self._stopping: return False
+    self._spares.remove(spare)
+    spare.slot, slot.handle = slot.index, spare
+    self._spawn_task(self._spawn(None))
+    if self._wants_events():
+        self._emit('worker_restarted', {'pid': spare.pid, 'slot': slot.index, 'restarts': slot.restarts + 1,
+                                        'loaded': sorted(spare.loaded), 'spare': True})
+    self._dispatch()
+    return True
+
+@patch
+def _maybe_recycle(self:BaseJobManager, h:WorkerHandle):
+    "Replace an idle worker that has run `max_jobs_per_worker` jobs or grown past `max_worker_memory_mb`."
+    cfg = self.worker_config
+    if h.state != "idle" or h.slot < 0 or self._stopping: return
+    if cfg.max_jobs_per_worker and h.jobs_done >= cfg.max_jobs_per_worker:
+        reason = f"ran {h.jobs_done} jobs (max_jobs_per_worker={cfg.max_jobs_per_worker})"
+    elif cfg.max_worker_memory_mb and h.rss_mb is not None and h.rss_mb > cfg.max_worker_memory_mb:
+        reason = f"uses {h.rss_mb:.0f} MB (max_worker_memory_mb={cfg.max_worker_memory_mb:g})"
+    else: return
+    slot = self._slots[h.slot]
+    h.state, h.retire_reason = "stopping", reason
+    if slot.handle is h: slot.handle = None
+    self._retiring.append(h)
+    self.recycled_count += 1
+    log.info("%s worker %s replaced: %s", self.worker_type, h.pid, reason)
+    if self._wants_events(): self._emit('worker_recycled', {'pid': h.pid, 'slot': slot.index, 'reason': reason})
+    h.send(WorkerRequest(WorkerRequestType.STOP, {}))
+    h.stop_timer = self._loop.call_later(cfg.shutdown_timeout_seconds, lambda: h.alive and h.kill('recycle'))
+    self._take_spare(slot)  # else a new worker starts once this one has exited: never two big processes at once
+
+@patch
+def _kill_busy(self:BaseJobManager, h:WorkerHandle, reason:str, why:str):
+    "Kill a worker because of how its process behaves; `why` becomes its job's error."
+    log.warning("%s worker %s: %s", self.worker_type, h.pid, why)
+    h.kill_why = why
+    h.kill(reason)
+
+@patch
+async def _monitor(self:BaseJobManager):
+    "Every monitor_interval_seconds: sample workers' memory and CPU (in a thread) and act on heartbeats and limits."
+    cfg = self.worker_config
+    while not self._stopping:
+        await asyncio.sleep(cfg.monitor_interval_seconds)
+        handles = [h for h in self._handles() if h.pid]
+        if self._stopping or not handles: continue
+        try: samples, procs = await asyncio.to_thread(sample_processes, {h.pid: h.psproc for h in handles})
+        except Exception:
+            log.exception("sampling %s workers failed", self.worker_type)
+            continue
+        now = time.monotonic()
+        for h in handles:
+            h.psproc = procs.get(h.pid, h.psproc)
+            smp = samples.get(h.pid)
+            if smp is not None: h.rss_mb, h.cpu_percent = smp.rss_mb, smp.cpu_percent
+            if not h.alive or h.kill_reason: continue
+            if h.state == "busy" and h.current_job_id:
+                if cfg.max_worker_memory_hard_mb and smp is not None and smp.rss_mb > cfg.max_worker_memory_hard_mb:
+                    self._kill_busy(h, 'memory', f"its worker used {smp.rss_mb:.0f} MB, over max_worker_memory_hard_mb="
+                                                 f"{cfg.max_worker_memory_hard_mb:g}, and was killed")
+                elif cfg.heartbeat_timeout_seconds and now - max(h.last_heard, h.busy_since) > cfg.heartbeat_timeout_seconds:
+                    self._kill_busy(h, 'unresponsive', f"unresponsive: its worker sent no heartbeat for "
+                                                       f"{cfg.heartbeat_timeout_seconds:g} s and was killed")
+            elif h.state == "idle": self._maybe_recycle(h)
 
 @patch
 def _restart(self:BaseJobManager, slot:_Slot):
@@ -392,30 +537,49 @@ def _give_up(self:BaseJobManager, slot:_Slot, reason:str):
     if all(s.given_up for s in self._slots):
         self.broken_reason = f"no worker can run jobs: {reason}"
         log.error("%s manager is broken: %s", self.worker_type, self.broken_reason)
-        for job_id in list(self._queued):
+        for job_id in self._queue.job_ids() + list(self._retry_timers):
             self._drop_queued(job_id)
             self._finish(self.jobs[job_id], FAILED, error=self.broken_reason)
         if self._wants_events(): self._emit('manager_broken', {'reason': self.broken_reason})
 
 @patch
 def _handles(self:BaseJobManager) -> List[WorkerHandle]:
-    return [s.handle for s in self._slots if s.handle is not None and s.handle.alive]
+    "Every live worker process: in slots, spares, and recycled ones still exiting."
+    return [s.handle for s in self._slots if s.handle is not None and s.handle.alive] + \
+           [h for h in self._spares + self._retiring if h.alive]
 
 # %% ../../nbs/09_base.ipynb #52c0c3d1
+_UNSET = object()
+
 @patch
-async def start_job(self:BaseJobManager, plugin_id:str, **kwargs) -> JobType:
+async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int]=None, time_limit:Optional[float]=None,
+                    max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
+                    resources:Optional[Mapping[str, int]]=None, **kwargs) -> JobType:
     "Submit a new job; it runs when a worker is free. Returns the job (already `failed` if it could not be queued)."
     if self._closing or self.broken_reason: self._check_accepting()
     size = self.worker_config.request_queue_size
-    if size and len(self._queued) >= size:
+    if size and len(self._queue) >= size:
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
     if not self._slots or self._loop is not asyncio.get_running_loop(): self._ensure_started()
     job = self.create_job(plugin_id, **kwargs)
     if not isinstance(job, BaseJob): raise TypeError(f"create_job must return a BaseJob, got {type(job).__name__}")
     if job.id in self.jobs: raise ValueError(f"create_job returned a job id already in use: {job.id!r}")
+    if priority is not None: job.priority = priority
+    if time_limit is not None: job.time_limit = time_limit
+    if max_retries is not None: job.max_retries = max_retries
+    if retry_on_worker_death is not None: job.retry_on_worker_death = bool(retry_on_worker_death)
+    if resources is not None: job.resources = dict(resources)
+    needs = self._check_job_options(job)
+    name = self._plugin_name(plugin_id)
+    try: params = self.prepare_execute_request(job)
+    except Exception as e: params, prep_error = None, e
+    else: prep_error = None
+    spec = self.plugin_parameters.get(name) if self._plain_params else self.get_plugin_parameters(plugin_id)
+    if spec is not None and prep_error is None:
+        errors = validate_params(spec, params if isinstance(params, dict) else {})
+        if errors: raise ParameterError(errors, plugin=name)
     job.status = PENDING
     self.jobs[job.id] = job
-    name = self._plugin_name(plugin_id)
     if self._validates_resources:
         err = await self._validate_resources(plugin_id, self._plugin_configs.get(name, {}))
         if err:
@@ -425,46 +589,110 @@ async def start_job(self:BaseJobManager, plugin_id:str, **kwargs) -> JobType:
             self._finish(job, FAILED, error=self.broken_reason or "the manager shut down before the job was queued")
             return job
     try:
-        params = self.prepare_execute_request(job)
+        if prep_error is not None: raise prep_error
         req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': job.id, 'plugin_name': name, 'params': params,
                             'stream': self.supports_streaming and job.metadata.get('stream', True)})
         payload = pickle.dumps(req, pickle.HIGHEST_PROTOCOL)
     except Exception as e:
         self._finish(job, FAILED, error=f"job parameters cannot be sent to a worker: {describe_error(e)}")
         return job
-    self._queued[job.id] = (name, payload)
-    heapq.heappush(self._queue, (-getattr(job, 'priority', 0), next(self._seq), job.id))
+    self._queue.push(job.id, (name, payload), job.priority, needs)
     self._emit_job('queued', job)
     self._dispatch()
     return job
 
 @patch
+def _check_job_options(self:BaseJobManager, job:BaseJob) -> tuple:
+    "Validate a job's scheduling options (ValueError naming the option); return its resource needs."
+    p, t, r = job.priority, job.time_limit, job.max_retries
+    if type(p) is not int: raise ValueError(f"priority must be an int, got {p!r}")
+    if t is not None and (type(t) not in (int, float) or not t > 0):
+        raise ValueError(f"time_limit must be a number of seconds > 0, got {t!r}")
+    if r is not None and (type(r) is not int or r < 0): raise ValueError(f"max_retries must be an int >= 0, got {r!r}")
+    if job.resources is None and self.resource_pool is None and not self.plugin_resources: return ()
+    needs = job.resources if job.resources is not None else self.get_plugin_resources(job.plugin_id)
+    err = self._resource_error(needs)
+    if err: raise ValueError(f"job {job.plugin_id!r}: {err}")
+    return needs_key(needs)
+
+@patch
 def _drop_queued(self:BaseJobManager, job_id:str) -> bool:
-    "Take a job out of the manager's queue (its heap entry is skipped later)."
-    return self._queued.pop(job_id, None) is not None
+    "Take a job out of the manager's queue."
+    return self._queue.remove(job_id) is not None
+
+@patch
+def _idle_handles(self:BaseJobManager) -> list:
+    return [s.handle for s in self._slots if s.handle is not None and s.handle.state == "idle"]
 
 @patch
 def _dispatch(self:BaseJobManager):
-    "Hand queued jobs to idle workers, preferring a worker that has the job's plugin loaded."
+    "Hand waiting jobs to idle workers: best job first among those whose resources are free."
     q = self._queue
-    while q:
-        idle = [s.handle for s in self._slots if s.handle is not None and s.handle.state == "idle"]
+    while q.waiting:
+        idle = self._idle_handles()
         if not idle: return
-        job_id = heapq.heappop(q)[2]
-        entry = self._queued.pop(job_id, None)
-        if entry is None: continue  # cancelled or failed while waiting
-        name, payload = entry
+        entry = q.best(self.resource_pool.available if self.resource_pool is not None else None)
+        if entry is None: return  # everything waiting needs a resource that is taken
+        _, job_id, (name, payload), needs, _ = entry
+        q.take(job_id)
+        if needs: self.resource_pool.acquire(needs)
         h = idle[0]
         if name not in h.loaded:
             for w in idle:
                 if name in w.loaded:
                     h = w
                     break
-        h.state, h.current_job_id = "busy", job_id
-        self.jobs[job_id].worker_pid = h.pid
-        h.send_bytes(payload)
+        self._assign(h, self.jobs[job_id], name, payload, needs)
 
-# %% ../../nbs/09_base.ipynb #70683478
+@patch
+def _assign(self:BaseJobManager, h:WorkerHandle, job:BaseJob, name:str, payload:bytes, needs:tuple):
+    "Give a job to a worker: the job is its current one from now until a result or the worker's end."
+    h.state, h.current_job_id, h.current = "busy", job.id, (name, payload, needs)
+    h.busy_since = time.monotonic()
+    job.worker_pid = h.pid
+    job.attempt += 1
+    limit = job.time_limit if job.time_limit is not None else self.worker_config.job_time_limit_seconds
+    if limit: h.limit_timer = self._loop.call_later(limit, self._time_out, h, job.id, limit)
+    h.send_bytes(payload)
+
+@patch
+def _best_startable(self:BaseJobManager):
+    "The queue key of the best job that could start now (an idle worker, its resources free), for a shared pool."
+    if not self._idle_handles(): return None
+    entry = self._queue.best(self.resource_pool.available)
+    return None if entry is None else entry[0]
+
+@patch
+def _job_left(self:BaseJobManager, h:WorkerHandle) -> None:
+    "The worker's current job is over (result, death or kill): stop its timer and free what it held."
+    if h.limit_timer is not None:
+        h.limit_timer.cancel()
+        h.limit_timer = None
+    needs, h.current = (h.current[2] if h.current else ()), None
+    if needs: self.resource_pool.release(needs)
+
+@patch
+def set_job_priority(self:BaseJobManager, job_id:str, priority:int) -> bool:
+    "Change a waiting job's priority. False if the job is not waiting (running, finished or unknown)."
+    if isinstance(priority, bool) or not isinstance(priority, int): raise ValueError(f"priority must be an int, got {priority!r}")
+    if not self._queue.set_priority(job_id, priority): return False
+    self.jobs[job_id].priority = priority
+    self._dispatch()
+    return True
+
+@patch
+def move_job_to_front(self:BaseJobManager, job_id:str) -> bool:
+    "Make a waiting job the next to run. False if the job is not waiting."
+    if not self._queue.move_to_front(job_id): return False
+    self._dispatch()
+    return True
+
+@patch
+def queued_job_ids(self:BaseJobManager) -> List[str]:
+    "Waiting job ids in the order they would start if nothing else (resources) held them back."
+    return self._queue.job_ids()
+
+# %% ../../nbs/09_base.ipynb #fe284b8f
 @patch
 def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
     t = type(msg)
@@ -517,6 +745,17 @@ def _current(self:BaseJobManager, h:WorkerHandle, job_id:str) -> Optional[BaseJo
     return None if job is None or job.is_terminal else job
 
 @patch
+def _end_attempt(self:BaseJobManager, job:BaseJob, pid:Optional[int], error:Optional[str]=None, kind:Optional[str]=None):
+    "Record how the current attempt ended: one record per attempt."
+    job.attempts.append({'attempt': job.attempt, 'worker_pid': pid, 'started_at': job.started_at,
+                             'ended_at': utc_now_iso(), 'error': error, 'kind': kind})
+
+@patch
+def _retries_left(self:BaseJobManager, job:BaseJob) -> bool:
+    limit = job.max_retries if job.max_retries is not None else self.worker_config.max_retries
+    return job.attempt <= limit
+
+@patch
 def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
     if h.current_job_id != r.job_id: return
     h.current_job_id = None
@@ -525,11 +764,13 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
         h.cancel_timer = None
     if h.state == "busy": h.state = "idle"
     h.jobs_done += 1
-    why, h.stop_why = h.stop_why, None
+    why, status_if_stopped = h.stop_why, h.stop_status or CANCELLED
+    h.stop_why = h.stop_status = None
     job = self.jobs.get(r.job_id)
     if job is not None and not job.is_terminal:
         if r.started_at is not None: self._mark_started(h, job, r.started_at)  # a job too quick for a STARTED message
         if r.status == 'success':
+            if job.attempts or job.attempt > 1: self._end_attempt(job, h.pid)  # single attempts need no record
             data = r.data or {}
             if data.get('streamed'): data = {**data, 'text': job.output}
             try: result, err = self.extract_job_result(job, data), None
@@ -540,12 +781,40 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
                 try: self._on_job_completed(job.id)
                 except Exception: log.exception("_on_job_completed failed for %s", job.id)
         elif r.status == 'cancelled':
-            self._finish(job, CANCELLED, error=f"{why} (the plugin stopped: {r.error})" if why else (r.error or "cancelled"))
+            error = (why if status_if_stopped == FAILED else f"{why} (the plugin stopped: {r.error})") if why else (r.error or "cancelled")
+            self._end_attempt(job, h.pid, error)
+            self._finish(job, status_if_stopped, error=error)
         else:
+            kind = (r.data or {}).get('kind')
             job.traceback = (r.data or {}).get('traceback')
-            self._finish(job, FAILED, error=r.error or "failed")
+            self._end_attempt(job, h.pid, r.error, kind)
+            if kind == 'transient' and self._retries_left(job): self._retry(job, r.error or "transient error", h)
+            elif kind == 'transient':
+                self._finish(job, FAILED, error=f"{r.error} (gave up after {job.attempt} attempts)")
+            else: self._finish(job, FAILED, error=r.error or "failed")
     if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle', job_id=None)
+    if h.limit_timer is not None or (h.current and h.current[2]): self._job_left(h)
+    else: h.current = None
+    if self._recycles: self._maybe_recycle(h)
     self._dispatch()
+
+@patch
+def _retry(self:BaseJobManager, job:BaseJob, error:str, h:Optional[WorkerHandle]):
+    "Put a job back after a failed attempt, once its backoff delay has passed."
+    name, payload, needs = h.current
+    delay = self.worker_config.retry_delay(job.attempt)
+    job.status, job.worker_pid, job.progress = PENDING, None, None
+    job.status_message = f"attempt {job.attempt} failed: {error}; retrying in {delay:g} s"
+    if job.output_chunks: job.output_chunks = []  # the next attempt streams its own output from the start
+    def requeue():
+        self._retry_timers.pop(job.id, None)
+        if job.is_terminal: return
+        self._queue.push(job.id, (name, payload), job.priority, needs)
+        self._dispatch()
+    self._retry_timers[job.id] = self._loop.call_later(delay, requeue)
+    if self._wants_events():
+        self._emit('retrying', {'job_id': job.id, 'attempt': job.attempt, 'delay': delay, 'error': error,
+                                'status': job.status, 'status_message': job.status_message})
 
 @patch
 def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Optional[str]=None) -> bool:
@@ -554,6 +823,9 @@ def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Opt
     job.status, job.completed_at = status, utc_now_iso()
     if result is not None: job.result = result
     if error is not None: job.error = error
+    if self._retry_timers:
+        t = self._retry_timers.pop(job.id, None)
+        if t is not None: t.cancel()
     for fut in self._done_waiters.pop(job.id, ()):
         if not fut.done(): fut.set_result(job)
     self._wake_streams(job.id)
@@ -593,9 +865,10 @@ async def wait_for_job(self:BaseJobManager, job_id:str, timeout:Optional[float]=
 async def stream_job(self:BaseJobManager, job_id:str) -> AsyncIterator[str]:
     "Yield a job's streamed output as it arrives, starting with what was produced before; ends with the job."
     job = self._require(job_id)
-    i = 0
+    i, seen = 0, job.output_chunks
     while True:
         chunks = job.output_chunks
+        if chunks is not seen: i, seen = 0, chunks  # a retry: its attempt's output starts over
         while i < len(chunks):
             yield chunks[i]
             i += 1
@@ -633,15 +906,24 @@ def _handle_of(self:BaseJobManager, job_id:str) -> Optional[WorkerHandle]:
     return next((h for h in self._handles() if h.current_job_id == job_id), None)
 
 @patch
-def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None):
+def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,
+                  status:str=CANCELLED):
     "Ask the worker to stop its job; kill it after `grace` seconds. `why` (if given) becomes the job's error."
     if h.cancel_timer is not None: return
-    h.stop_why = why
+    h.stop_why, h.stop_status = why, status
     h.send_control(WorkerRequest(WorkerRequestType.CANCEL, {'job_id': job_id}))
     def kill():
         h.cancel_timer = None
         if h.current_job_id == job_id and h.alive: h.kill(reason)
     h.cancel_timer = self._loop.call_later(grace, kill)
+
+@patch
+def _time_out(self:BaseJobManager, h:WorkerHandle, job_id:str, limit:float):
+    "A job's time limit expired: ask it to stop, kill its worker after the grace period; it ends `failed`."
+    h.limit_timer = None
+    if h.current_job_id != job_id or not h.alive: return
+    log.warning("%s job %s timed out after %g s", self.worker_type, job_id, limit)
+    self._request_stop(h, job_id, self.worker_config.cancel_grace_seconds, 'timeout', f"timed out after {limit:g} s", FAILED)
 
 @patch
 async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
@@ -650,6 +932,9 @@ async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
     if job is None or job.is_terminal: return False
     if self._drop_queued(job_id):
         self._finish(job, CANCELLED, error="cancelled before it started")
+        return True
+    if job_id in self._retry_timers:
+        self._finish(job, CANCELLED, error=f"cancelled while waiting to retry (after attempt {job.attempt})")
         return True
     h = self._handle_of(job_id)
     if h is None:  # no worker has it (e.g. it was lost with one): nothing runs it
@@ -704,11 +989,12 @@ def _stop_workers_and_cancel(self:BaseJobManager, reason:str):
     self._stopping = True
     for s in self._slots:
         if s.timer is not None: s.timer.cancel(); s.timer = None
+    if self._monitor_task is not None: self._monitor_task.cancel()
     self._cancel_everything(reason)
 
 @patch
 def _cancel_everything(self:BaseJobManager, reason:str):
-    for job_id in list(self._queued):
+    for job_id in self._queue.job_ids() + list(self._retry_timers):
         self._drop_queued(job_id)
         self._finish(self.jobs[job_id], CANCELLED, error=reason)
     grace = min(self.worker_config.cancel_grace_seconds, self.worker_config.shutdown_timeout_seconds)
@@ -733,6 +1019,7 @@ def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None
 async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
     cfg = self.worker_config
     reason = "cancelled: the manager shut down"
+    seen = set()
     try:
         if drain:
             open_jobs = [j for j in self.jobs.values() if not j.is_terminal]
@@ -740,11 +1027,13 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
                 _, late = await asyncio.wait([self._spawn_task(self.wait_for_job(j.id)) for j in open_jobs], timeout=timeout)
                 if late: reason = f"cancelled: the manager shut down ({timeout:g} s drain timeout)"
         self._stop_workers_and_cancel(reason)
+        seen.update(self._handles())
         busy = [h.current_job_id for h in self._handles() if h.current_job_id]
         if busy:  # cancelled jobs end by themselves or by their kill timers
             await asyncio.wait([self._spawn_task(self.wait_for_job(j)) for j in busy],
                                timeout=min(cfg.cancel_grace_seconds, cfg.shutdown_timeout_seconds) + 2)
         handles = self._handles()
+        seen.update(handles)
         for h in handles:
             h.state = "stopping"
             h.send(WorkerRequest(WorkerRequestType.STOP, {}))
@@ -758,6 +1047,8 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
     finally:
         for j in self.jobs.values():
             if not j.is_terminal: self._finish(j, CANCELLED, error="cancelled: the manager shut down")
+        self._forced = self._forced or any(h.kill_reason is not None for h in seen)
+        self._stopped = True
         self._pump_stop = True  # the pump delivers what is queued, then ends
         w = self._events_wakeup
         if w is not None and not w.done(): w.set_result(None)
@@ -771,12 +1062,51 @@ def _shutdown_now(self:BaseJobManager):
         if s.timer is not None:
             try: s.timer.cancel()
             except Exception: pass
-        if s.handle is not None:
-            h = s.handle
-            h.kill('shutdown')
-            try: h._close_pipes()
-            except Exception: pass
+    for h in [s.handle for s in self._slots if s.handle is not None] + self._spares + self._retiring:
+        h.kill('shutdown')
+        self._forced = True
+        try: h._close_pipes()
+        except Exception: pass
+    self._stopped = True
     for j in self.jobs.values():
         if not j.is_terminal:
             try: self._finish(j, CANCELLED, error="cancelled: the manager shut down")
             except RuntimeError: j.status, j.error = CANCELLED, "cancelled: the manager shut down"
+
+# %% ../../nbs/09_base.ipynb #6f65ac77
+@patch(as_prop=True)
+def state(self:BaseJobManager) -> WorkerState:
+    "The manager's lifecycle state."
+    if self._stopped: return WorkerState.FORCE_STOPPED if self._forced else WorkerState.STOPPED
+    if self.broken_reason: return WorkerState.FORCE_STOPPED
+    if self._closing: return WorkerState.STOPPING
+    if any(s.handle is not None and s.handle.state in ("idle", "busy") for s in self._slots): return WorkerState.RUNNING
+    return WorkerState.INIT
+
+@patch
+def _worker_health(self:BaseJobManager, h:WorkerHandle, now:float) -> Dict[str, Any]:
+    slot = self._slots[h.slot] if h.slot >= 0 else None
+    return {'slot': h.slot if slot is not None else None, 'spare': slot is None, 'pid': h.pid, 'state': handle_state(h).value,
+            'current_job': h.current_job_id, 'loaded_plugins': sorted(h.loaded),
+            'uptime_seconds': round(now - h.started_monotonic, 3) if h.started_monotonic else None,
+            'jobs_done': h.jobs_done, 'cpu_percent': h.cpu_percent,
+            'rss_mb': None if h.rss_mb is None else round(h.rss_mb, 1),
+            'restarts': slot.restarts if slot is not None else 0, 'retiring': h.retire_reason}
+
+@patch
+def health(self:BaseJobManager) -> Dict[str, Any]:
+    "A snapshot of the manager and its workers (see above); cheap and non-blocking."
+    now = time.monotonic()
+    handles = self._handles()
+    ready = {}
+    for h in handles:
+        if h.slot >= 0 and h.state in ("idle", "busy"):
+            for name in h.loaded: ready.setdefault(name, []).append(h.pid)
+    plugins = {name: {'streaming': bool(self.supports_streaming and info.get('streaming')), 'ready_workers': sorted(ready.get(name, []))}
+               for name, info in sorted(self._plugin_info.items())}
+    running = sum(1 for h in handles if h.current_job_id)
+    return {'worker_type': self.worker_type, 'state': self.state.value, 'broken_reason': self.broken_reason,
+            'queued': len(self._queue), 'waiting_to_retry': len(self._retry_timers), 'running': running,
+            'restarts': self.restart_count, 'recycled': self.recycled_count,
+            'resources': self.resource_pool.usage() if self.resource_pool is not None else {},
+            'workers': [self._worker_health(h, now) for h in handles], 'plugins': plugins}

@@ -63,6 +63,16 @@ class WorkerHandle:
         self.replies: Dict[str, asyncio.Future] = {}
         self.cancel_timer = None
         self.stop_why: Optional[str] = None      # why the manager asked its job to stop, if not a plain cancel
+        self.stop_status: Optional[str] = None   # the status that job ends with (default: cancelled)
+        self.current = None                      # (plugin name, execute payload, resource needs) of the current job
+        self.busy_since = self.last_heard = 0.0  # monotonic times: current job handed over, last message received
+        self.limit_timer = None                  # the current job's time limit
+        self.retire_reason: Optional[str] = None # why it is being replaced between jobs (recycling)
+        self.kill_why: Optional[str] = None      # the manager's explanation of a kill, for the job it ends
+        self.stop_timer = None
+        self.psproc = None                       # psutil.Process, kept for CPU % deltas
+        self.rss_mb: Optional[float] = None      # latest sample: resident MB of the worker and its children
+        self.cpu_percent: Optional[float] = None
         self._loop = None
         self._fd = self._ctl_fd = -1
         self._conn = self._ctl = None
@@ -149,6 +159,7 @@ class WorkerHandle:
         if not n:
             self._loop.remove_reader(self._fd)  # end of file: the worker is exiting; the sentinel says how
             return
+        self.last_heard = time.monotonic()
         buf = self._rbuf
         if not buf and n > 4 and FRAME_HEADER.unpack_from(self._rchunk)[0] == n - 4:
             msgs = [pickle.loads(self._rview[4:n])]  # the usual case: exactly one whole message
