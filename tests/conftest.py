@@ -9,8 +9,10 @@ async def make_manager():
     "Build DemoJobManagers; every one is shut down (and its workers killed) when the test ends."
     made = []
     def make(**config):
-        broadcaster = config.pop('event_broadcaster', None)
-        m = DemoJobManager(worker_config=WorkerConfig(**config), event_broadcaster=broadcaster)
+        "WorkerConfig fields, plus the manager's own arguments (worker_type, resources, plugin_resources, ...)."
+        manager_args = {k: config.pop(k) for k in ('event_broadcaster', 'worker_type', 'resources', 'plugin_resources',
+                                                   'plugin_parameters') if k in config}
+        m = DemoJobManager(worker_config=WorkerConfig(**config), **manager_args)
         made.append(m)
         return m
     try: yield make
@@ -67,3 +69,9 @@ async def wait_event(sub, event_type, timeout=10.0, **match):
         while True:
             t, d = await sub.get()
             if t == event_type and all(d.get(k) == v for k, v in match.items()): return d
+
+
+async def started(m, job, timeout=10.0):
+    "Wait until a job is running (its worker has begun it)."
+    with m.events.subscribe() as sub:
+        if job.status == 'pending': await wait_event(sub, f'{m.worker_type}:started', timeout, job_id=job.id)

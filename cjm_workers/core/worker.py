@@ -241,6 +241,7 @@ class _Worker:
         self.poll_interval = d.get('parent_poll_interval', self.poll_interval)
         self.idle_spin = d.get('idle_spin', self.idle_spin)
         self.heartbeat_interval = d.get('heartbeat_interval', self.heartbeat_interval)
+        threading.Thread(target=self._heartbeat_loop, name="cjm-heartbeat", daemon=True).start()  # at the configured pace
         self.max_parts = d.get('max_stream_parts', self.max_parts)
         self.configs = dict(d.get('plugin_configs') or {})
         self.pm = self.factory()
@@ -316,7 +317,6 @@ class _Worker:
     def run(self):
         threading.Thread(target=self._control_loop, name="cjm-control", daemon=True).start()
         threading.Thread(target=self._flush_loop, name="cjm-flusher", daemon=True).start()
-        threading.Thread(target=self._heartbeat_loop, name="cjm-heartbeat", daemon=True).start()
         while True:
             if self.idle_spin and not self.rbuf: self._spin()
             try: req = pickle.loads(self._recv())
