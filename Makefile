@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/scheduling.py
 
 # notebooks -> package; fails if the committed package differs from the notebooks
 sync: $(STAMP)

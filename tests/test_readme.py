@@ -1,4 +1,4 @@
-"The README's quickstart runs as written."
+"The README's examples run as written."
 import pathlib, re, subprocess, sys
 
 
@@ -14,3 +14,13 @@ def test_quickstart_runs(tmp_path):
     streamed, summary = out.stdout.split('\n', 1)
     assert streamed.strip() == 'streamed one word at a time'
     assert summary.split()[:1] == ['completed'] and summary.split()[-1] == '1.0'
+
+
+def test_scheduling_example_prints_what_the_readme_says(tmp_path):
+    readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+    script = re.findall(r"```python\n(.*?)```", readme, re.S)[2]
+    printed = re.search(r"prints\n\n```\n(.*?)```", readme.split(script, 1)[1], re.S).group(1)
+    (tmp_path / 'main.py').write_text(script)
+    out = subprocess.run([sys.executable, 'main.py'], cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == printed
