@@ -7,7 +7,7 @@ __all__ = ['log', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'TER
            'utc_now_iso', 'new_job_id', 'BaseJob', 'WorkerUnavailableError', 'BaseJobManager']
 
 # %% ../../nbs/09_base.ipynb #fa257398
-import asyncio, logging, os, pickle, time
+import asyncio, logging, os, pickle, threading, time, weakref
 from fastcore.basics import patch
 from abc import ABC, abstractmethod
 from collections import deque
@@ -159,7 +159,7 @@ class BaseJobManager(ABC):
         self._retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
         self._spares: List[WorkerHandle] = []  # started workers kept in reserve (spare_workers)
         self.recycled_count = 0                # workers replaced by max_jobs_per_worker / max_worker_memory_mb
-        self._monitor_task = None
+        self._monitor_stop = None              # set to end the monitor thread
         self._retiring: List[WorkerHandle] = []  # recycled workers finishing their exit
         self._forced = False                   # shutdown had to kill a worker
         self._stopped = False                  # shutdown finished
@@ -308,7 +308,10 @@ def _ensure_started(self:BaseJobManager) -> list:
     self._slots = [_Slot(i) for i in range(self.worker_config.max_workers)]
     self._start_tasks = [self._spawn_task(self._spawn(s)) for s in self._slots]
     for _ in range(self.worker_config.spare_workers): self._spawn_task(self._spawn(None))
-    self._monitor_task = self._spawn_task(self._monitor())
+    self._monitor_stop = threading.Event()
+    self._monitor_thread = threading.Thread(target=_monitor, daemon=True, name=f"cjm-{self.worker_type}-monitor",
+                                            args=(weakref.ref(self), self._monitor_stop, self.worker_config.monitor_interval_seconds))
+    self._monitor_thread.start()
     return self._start_tasks
 
 @patch
@@ -495,32 +498,40 @@ def _kill_busy(self:BaseJobManager, h:WorkerHandle, reason:str, why:str):
     h.kill_why = why
     h.kill(reason)
 
-@patch
-async def _monitor(self:BaseJobManager):
-    "Every monitor_interval_seconds: sample workers' memory and CPU (in a thread) and act on heartbeats and limits."
-    cfg = self.worker_config
-    while not self._stopping:
-        await asyncio.sleep(cfg.monitor_interval_seconds)
-        handles = [h for h in self._handles() if h.pid]
-        if self._stopping or not handles: continue
-        try: samples, procs = await asyncio.to_thread(sample_processes, {h.pid: h.psproc for h in handles})
+def _monitor(ref:weakref.ref, stop:threading.Event, interval:float):
+    "A thread: every `interval` s, sample the manager's workers (blocking /proc reads) and hand the figures to its loop."
+    # a thread rather than a loop timer: a pending timer makes every turn of the event loop arm a kernel timer,
+    # which costs microseconds on every job; a weak reference, so the thread never keeps a manager alive
+    procs = {}
+    while not stop.wait(interval):
+        m = ref()
+        if m is None: return
+        pids = [h.pid for h in m._handles() if h.pid]
+        try: samples, procs = sample_processes({pid: procs.get(pid) for pid in pids})
         except Exception:
-            log.exception("sampling %s workers failed", self.worker_type)
+            log.exception("sampling %s workers failed", m.worker_type)
             continue
-        now = time.monotonic()
-        for h in handles:
-            h.psproc = procs.get(h.pid, h.psproc)
-            smp = samples.get(h.pid)
-            if smp is not None: h.rss_mb, h.cpu_percent = smp.rss_mb, smp.cpu_percent
-            if not h.alive or h.kill_reason: continue
-            if h.state == "busy" and h.current_job_id:
-                if cfg.max_worker_memory_hard_mb and smp is not None and smp.rss_mb > cfg.max_worker_memory_hard_mb:
-                    self._kill_busy(h, 'memory', f"its worker used {smp.rss_mb:.0f} MB, over max_worker_memory_hard_mb="
-                                                 f"{cfg.max_worker_memory_hard_mb:g}, and was killed")
-                elif cfg.heartbeat_timeout_seconds and now - max(h.last_heard, h.busy_since) > cfg.heartbeat_timeout_seconds:
-                    self._kill_busy(h, 'unresponsive', f"unresponsive: its worker sent no heartbeat for "
-                                                       f"{cfg.heartbeat_timeout_seconds:g} s and was killed")
-            elif h.state == "idle": self._maybe_recycle(h)
+        try: m._loop.call_soon_threadsafe(m._on_samples, samples)
+        except RuntimeError: return  # the loop is closed
+        del m
+
+@patch
+def _on_samples(self:BaseJobManager, samples:dict):
+    "On the loop: record the samples, and act on heartbeats and memory limits."
+    cfg = self.worker_config
+    now = time.monotonic()
+    for h in self._handles():
+        smp = samples.get(h.pid)
+        if smp is not None: h.rss_mb, h.cpu_percent = smp.rss_mb, smp.cpu_percent
+        if not h.alive or h.kill_reason or self._stopping: continue
+        if h.state == "busy" and h.current_job_id:
+            if cfg.max_worker_memory_hard_mb and smp is not None and smp.rss_mb > cfg.max_worker_memory_hard_mb:
+                self._kill_busy(h, 'memory', f"its worker used {smp.rss_mb:.0f} MB, over max_worker_memory_hard_mb="
+                                             f"{cfg.max_worker_memory_hard_mb:g}, and was killed")
+            elif cfg.heartbeat_timeout_seconds and now - max(h.last_heard, h.busy_since) > cfg.heartbeat_timeout_seconds:
+                self._kill_busy(h, 'unresponsive', f"unresponsive: its worker sent no heartbeat for "
+                                                   f"{cfg.heartbeat_timeout_seconds:g} s and was killed")
+        elif h.state == "idle": self._maybe_recycle(h)
 
 @patch
 def _restart(self:BaseJobManager, slot:_Slot):
@@ -569,7 +580,9 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
     if max_retries is not None: job.max_retries = max_retries
     if retry_on_worker_death is not None: job.retry_on_worker_death = bool(retry_on_worker_death)
     if resources is not None: job.resources = dict(resources)
-    needs = self._check_job_options(job)
+    if (job.priority.__class__ is int and job.time_limit is None and job.max_retries is None and job.resources is None
+        and self.resource_pool is None and not self.plugin_resources): needs = ()  # nothing to check
+    else: needs = self._check_job_options(job)
     name = self._plugin_name(plugin_id)
     try: params = self.prepare_execute_request(job)
     except Exception as e: params, prep_error = None, e
@@ -629,7 +642,7 @@ def _dispatch(self:BaseJobManager):
     "Hand waiting jobs to idle workers: best job first among those whose resources are free."
     q = self._queue
     while q.waiting:
-        idle = self._idle_handles()
+        idle = [s.handle for s in self._slots if s.handle is not None and s.handle.state == "idle"]
         if not idle: return
         entry = q.best(self.resource_pool.available if self.resource_pool is not None else None)
         if entry is None: return  # everything waiting needs a resource that is taken
@@ -642,18 +655,15 @@ def _dispatch(self:BaseJobManager):
                 if name in w.loaded:
                     h = w
                     break
-        self._assign(h, self.jobs[job_id], name, payload, needs)
-
-@patch
-def _assign(self:BaseJobManager, h:WorkerHandle, job:BaseJob, name:str, payload:bytes, needs:tuple):
-    "Give a job to a worker: the job is its current one from now until a result or the worker's end."
-    h.state, h.current_job_id, h.current = "busy", job.id, (name, payload, needs)
-    h.busy_since = time.monotonic()
-    job.worker_pid = h.pid
-    job.attempt += 1
-    limit = job.time_limit if job.time_limit is not None else self.worker_config.job_time_limit_seconds
-    if limit: h.limit_timer = self._loop.call_later(limit, self._time_out, h, job.id, limit)
-    h.send_bytes(payload)
+        # the job is the worker's current one from now until its result or the worker's end
+        job = self.jobs[job_id]
+        h.state, h.current_job_id, h.current = "busy", job_id, (name, payload, needs)
+        h.busy_since = time.monotonic()
+        job.worker_pid = h.pid
+        job.attempt += 1
+        limit = job.time_limit if job.time_limit is not None else self.worker_config.job_time_limit_seconds
+        if limit: h.limit_timer = self._loop.call_later(limit, self._time_out, h, job_id, limit)
+        h.send_bytes(payload)
 
 @patch
 def _best_startable(self:BaseJobManager):
@@ -989,7 +999,7 @@ def _stop_workers_and_cancel(self:BaseJobManager, reason:str):
     self._stopping = True
     for s in self._slots:
         if s.timer is not None: s.timer.cancel(); s.timer = None
-    if self._monitor_task is not None: self._monitor_task.cancel()
+    if self._monitor_stop is not None: self._monitor_stop.set()
     self._cancel_everything(reason)
 
 @patch
@@ -1058,6 +1068,7 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
 def _shutdown_now(self:BaseJobManager):
     "Shutdown without an event loop to wait in: kill the workers now (bounded) and cancel every open job."
     self._closing = self._stopping = True
+    if self._monitor_stop is not None: self._monitor_stop.set()
     for s in self._slots:
         if s.timer is not None:
             try: s.timer.cancel()

@@ -113,14 +113,15 @@ class JobQueue:
 
     def best(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[list]:
         "The first waiting job whose needs `can_start` accepts: [key, job_id, item, needs, live], or None."
-        best = None
-        for needs, heap in list(self._groups.items()):
+        best, empty = None, None
+        for needs, heap in self._groups.items():
             while heap and not heap[0][4]: heapq.heappop(heap)  # entries removed while waiting
             if not heap:
-                del self._groups[needs]
+                empty = needs
                 continue
             top = heap[0]
             if (best is None or top[0] < best[0]) and (not needs or can_start is None or can_start(needs)): best = top
+        if empty is not None: self._groups = {k: v for k, v in self._groups.items() if v}
         return best
 
     take = remove  # after `best` chose a job: remove it and get its item
