@@ -644,10 +644,9 @@ def _dispatch(self:BaseJobManager):
     while q.waiting:
         idle = [s.handle for s in self._slots if s.handle is not None and s.handle.state == "idle"]
         if not idle: return
-        entry = q.best(self.resource_pool.available if self.resource_pool is not None else None)
-        if entry is None: return  # everything waiting needs a resource that is taken
-        _, job_id, (name, payload), needs, _ = entry
-        q.take(job_id)
+        taken = q.pop_best(self.resource_pool.available if self.resource_pool is not None else None)
+        if taken is None: return  # everything waiting needs a resource that is taken
+        job_id, (name, payload), needs = taken
         if needs: self.resource_pool.acquire(needs)
         h = idle[0]
         if name not in h.loaded:

@@ -71,7 +71,7 @@ class JobQueue:
     def __contains__(self, job_id): return job_id in self.waiting
 
     def push(self, job_id:str, item:Any, priority:int=0, needs:Needs=(), at_front:bool=False) -> None:
-        "Queue a job (`item` is what `take` gives back). Its submission time orders it within its priority."
+        "Queue a job (`item` is what `pop_best` gives back). Its submission time orders it within its priority."
         entry = [self._key(priority, 0, True) if at_front else (1, -priority, time.monotonic_ns()), job_id, item, needs, True]
         self.waiting[job_id] = entry
         group = self._groups.get(needs)
@@ -124,7 +124,21 @@ class JobQueue:
         if empty is not None: self._groups = {k: v for k, v in self._groups.items() if v}
         return best
 
-    take = remove  # after `best` chose a job: remove it and get its item
+    def pop_best(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[tuple]:
+        "Remove and return the first waiting job whose needs `can_start` accepts, as (job_id, item, needs); or None."
+        if len(self._groups) == 1:  # the usual case, one kind of need: no comparing across groups
+            needs, heap = next(iter(self._groups.items()))
+            while heap and not heap[0][4]: heapq.heappop(heap)
+            if not heap or (needs and can_start is not None and not can_start(needs)):
+                if not heap: self._groups.clear()
+                return None
+        else:
+            best = self.best(can_start)
+            if best is None: return None
+            heap = self._groups[best[3]]
+        entry = heapq.heappop(heap)
+        del self.waiting[entry[1]]
+        return entry[1], entry[2], entry[3]
 
     def job_ids(self) -> List[str]:
         "Waiting job ids in the order they would run if nothing else limited them."
