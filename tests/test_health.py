@@ -95,7 +95,9 @@ async def test_health_and_lifecycle_states(make_manager):
     assert h['plugins']['count_primes']['ready_workers'] == [j.worker_pid]      # "hot": no load needed there
     assert h['plugins']['echo']['ready_workers'] == [] and h['plugins']['generate_text']['streaming']
     handles = list(m._handles())
-    await m.shutdown()
+    stopping = m.shutdown()
+    assert m.state.value == 'STOPPING'
+    await stopping
     assert m.state.value == 'STOPPED' and [handle_state(x).value for x in handles] == ['STOPPED', 'STOPPED']
 
 

@@ -6,7 +6,7 @@
 __all__ = ['SLEEP_SCHEMA', 'DemoPluginManager', 'demo_worker', 'EchoParams', 'DemoJobManager']
 
 # %% ../../nbs/10_demo_plugins.ipynb #d57b3014
-import ctypes, ctypes.util, os, signal, threading, time
+import ctypes, os, signal, threading, time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Dict, Iterator
@@ -95,6 +95,7 @@ class DemoPluginManager:
     def _run_reject(self, message='this input will never work'): raise PermanentError(message)
     def _run_hang(self, seconds=60):
         # libc sleep called with the GIL held: no thread of this process runs, heartbeats included
+        import ctypes.util
         ctypes.PyDLL(ctypes.util.find_library('c')).sleep(int(seconds))
         return {'woke': True}
     def _run_hog(self, mb=100, seconds=0.0):

@@ -9,8 +9,6 @@ __all__ = ['WorkerState', 'handle_state', 'ProcessSample', 'sample_processes']
 from enum import Enum
 from typing import Dict, List, Optional, Tuple
 
-import psutil
-
 # %% ../../nbs/15_health.ipynb #997ffae1
 class WorkerState(Enum):
     "Lifecycle of a worker process or a manager (names as in seed 000)."
@@ -34,8 +32,9 @@ class ProcessSample:
     __slots__ = ("rss_mb", "cpu_percent")
     def __init__(self, rss_mb:float, cpu_percent:float): self.rss_mb, self.cpu_percent = rss_mb, cpu_percent
 
-def sample_processes(procs:Dict[int, Optional[psutil.Process]]) -> Tuple[Dict[int, ProcessSample], Dict[int, psutil.Process]]:
+def sample_processes(procs:Dict[int, Optional["psutil.Process"]]) -> Tuple[Dict[int, ProcessSample], Dict[int, "psutil.Process"]]:
     "Sample each pid (blocking: reads /proc; call it in a thread). Returns samples and the Process objects to reuse."
+    import psutil  # here, not at import: workers import this module too, and start faster without it
     samples, keep = {}, {}
     for pid, p in procs.items():
         try:
