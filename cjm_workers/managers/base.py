@@ -87,7 +87,7 @@ class BaseJob:
     def is_terminal(self) -> bool: return self.status in TERMINAL_STATUSES
 
     def to_dict(self, output:bool=False) -> Dict[str, Any]:
-        "A shallow dict of the job's fields (subclass fields included); `output=True` adds the streamed text."
+        "A shallow dict of the job's fields (subclass fields included) but its output, traceback and attempt records; `output=True` adds the streamed text."
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_DICT}
         if output: d['output'] = self.output
         return d
@@ -584,9 +584,8 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
         and self.resource_pool is None and not self.plugin_resources): needs = ()  # nothing to check
     else: needs = self._check_job_options(job)
     name = self._plugin_name(plugin_id)
-    try: params = self.prepare_execute_request(job)
-    except Exception as e: params, prep_error = None, e
-    else: prep_error = None
+    try: params, prep_error = self.prepare_execute_request(job), None
+    except Exception as e: params, prep_error = None, e  # the job is recorded first, then fails with this
     spec = self.plugin_parameters.get(name) if self._plain_params else self.get_plugin_parameters(plugin_id)
     if spec is not None and prep_error is None:
         errors = validate_params(spec, params if isinstance(params, dict) else {})
