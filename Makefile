@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/scheduling.py
+	$(BIN)/python bench/journal.py
 
 # notebooks -> package; fails if the committed package differs from the notebooks
 sync: $(STAMP)

@@ -11,7 +11,7 @@ async def make_manager():
     def make(**config):
         "WorkerConfig fields, plus the manager's own arguments (worker_type, resources, plugin_resources, ...)."
         manager_args = {k: config.pop(k) for k in ('event_broadcaster', 'worker_type', 'resources', 'plugin_resources',
-                                                   'plugin_parameters') if k in config}
+                                                   'plugin_parameters', 'job_store') if k in config}
         m = DemoJobManager(worker_config=WorkerConfig(**config), **manager_args)
         made.append(m)
         return m

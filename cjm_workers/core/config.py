@@ -21,7 +21,7 @@ class RestartPolicy(Enum):
 # %% ../../nbs/00_config.ipynb #a20cefe9
 ENV_PREFIX = "CJM_WORKERS_"
 _MAY_BE_ZERO = ("idle_spin_seconds", "job_time_limit_seconds", "heartbeat_timeout_seconds", "max_worker_memory_mb",
-                "max_worker_memory_hard_mb")  # 0 turns these off
+                "max_worker_memory_hard_mb", "journal_retention_seconds")  # 0 turns these off
 
 class _Default:
     "Marks a field left to the environment or the default; shows as its default value in signatures."
@@ -80,6 +80,11 @@ class WorkerConfig:
     max_retries: int = _Default(0)                 # default retries of a job after a TransientError (per job: `max_retries`)
     retry_backoff_base_seconds: float = _Default(1.0)  # first retry delay; doubles per attempt
     retry_backoff_max_seconds: float = _Default(60.0)  # retry delay cap
+    # the job journal (a manager given a job_store)
+    journal_flush_seconds: float = _Default(0.05)  # transitions are written in batches this often (the loss window on a crash)
+    journal_output_cap_chars: int = _Default(1_000_000)  # streamed output kept per job in the journal
+    journal_retention_seconds: float = _Default(0.0)  # forget finished jobs older than this; 0 = keep
+    journal_max_jobs: int = _Default(0)            # keep at most this many finished jobs; 0 = no limit
 
     def __post_init__(self):
         for f in fields(self):
@@ -100,9 +105,9 @@ class WorkerConfig:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                     raise ValueError(f"{f.name} must be a number, got {v!r}")
                 setattr(self, f.name, float(v))
-        for name in ("request_queue_size", "max_restart_attempts", "max_jobs_per_worker", "spare_workers", "max_retries"):
+        for name in ("request_queue_size", "max_restart_attempts", "max_jobs_per_worker", "spare_workers", "max_retries", "journal_max_jobs"):
             if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("result_queue_size", "response_queue_size", "max_workers"):
+        for name in ("result_queue_size", "response_queue_size", "max_workers", "journal_output_cap_chars"):
             if getattr(self, name) < 1: raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for f in fields(self):
             if f.type is float and f.name not in _MAY_BE_ZERO and getattr(self, f.name) <= 0:

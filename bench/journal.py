@@ -1,0 +1,86 @@
+"""Journal benchmarks: burst throughput of no-op jobs with the SQLite journal on and off (interleaved, one run),
+and history queries on a journal of 100,000 jobs. Prints markdown."""
+import asyncio, gc, json, logging, os, statistics, sys, tempfile, time
+
+from cjm_workers.core.config import WorkerConfig
+from cjm_workers.core.store import SQLiteJobStore
+from cjm_workers.demo.plugins import DemoJobManager
+
+N_BURST, N_REPEAT, N_HISTORY = 1000, 15, 100_000
+
+
+async def burst(m):
+    # the same starting point for every burst: finished jobs out of memory (not out of the journal), a fresh GC
+    for k in [k for k, j in m.jobs.items() if j.is_terminal]: del m.jobs[k]
+    gc.collect()
+    t = time.perf_counter()
+    jobs = [await m.start_job('noop') for _ in range(N_BURST)]
+    for j in jobs: await m.wait_for_job(j.id)
+    return N_BURST / (time.perf_counter() - t)
+
+
+async def throughput(workers):
+    d = tempfile.mkdtemp()
+    off = DemoJobManager('off', worker_config=WorkerConfig(max_workers=workers))
+    on = DemoJobManager('on', worker_config=WorkerConfig(max_workers=workers), job_store=f"{d}/jobs.db")
+    await asyncio.gather(off.start(), on.start())
+    await burst(off); await burst(on)
+    r_off, r_on = [], []
+    for i in range(N_REPEAT):  # interleaved, each first in turn, so both see the same machine
+        for m in ((off, on) if i % 2 else (on, off)): (r_off if m is off else r_on).append(await burst(m))
+    assert await on.flush_journal(60)
+    written = on.health()['journal']['rows_written']
+    await asyncio.gather(off.shutdown(), on.shutdown())
+    return statistics.median(r_off), statistics.median(r_on), written
+
+
+def history():
+    d = tempfile.mkdtemp()
+    store = SQLiteJobStore(f"{d}/jobs.db")
+    store.open('demo')
+    plugins, statuses = ['echo', 'transcribe', 'generate', 'resize'], ['completed'] * 8 + ['failed', 'cancelled']
+    t0 = 1_790_000_000
+    def iso(s): return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(s)) + '.000000+00:00'
+    t = time.perf_counter()
+    for start in range(0, N_HISTORY, 5000):
+        rows = [{'id': f'job{i:06d}', 'plugin_id': plugins[i % 4], 'status': statuses[i % 10], 'priority': 0,
+                 'created_at': iso(t0 + i), 'started_at': iso(t0 + i), 'completed_at': iso(t0 + i + 1), 'error': None,
+                 'worker_pid': 1000, 'attempt': 1, 'record': json.dumps({'id': f'job{i:06d}', 'result': {'text': 'x' * 50}}),
+                 'plugin_name': plugins[i % 4], 'needs': '[]', 'payload': b'x' * 100, 'job_class': None}
+                for i in range(start, start + 5000)]
+        store.write('demo', rows, [(f'job{i:06d}', False, 'streamed text ' * 5) for i in range(start, start + 5000, 10)])
+    fill = time.perf_counter() - t
+    def timed(f, n=20):
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+    mid = iso(t0 + N_HISTORY // 2)
+    out = {
+        'newest page of 50 (and the total)': timed(lambda: store.list('demo', limit=50)),
+        'status = failed, page of 50': timed(lambda: store.list('demo', status=['failed'], limit=50)),
+        'plugin = transcribe, page 100 of 50': timed(lambda: store.list('demo', plugin_id='transcribe', limit=50, offset=5000)),
+        'time range (1 hour), page of 50': timed(lambda: store.list('demo', since=mid, until=iso(t0 + N_HISTORY // 2 + 3600), limit=50)),
+        'one job by id, with its output': timed(lambda: store.get('demo', 'job050000'), 200),
+    }
+    store.close('demo')
+    return fill, out
+
+
+async def main():
+    off1, on1, written1 = await throughput(1)
+    off2, on2, written2 = await throughput(2)
+    fill, hist = history()
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; SQLite journal in WAL mode, flushed every 50 ms\n")
+    print("| figure | journal off | journal on | cost |\n|---|---|---|---|")
+    for n, off, on, written in ((1, off1, on1, written1), (2, off2, on2, written2)):
+        print(f"| {N_BURST} no-op jobs at once, {n} worker{'s' * (n > 1)}, median of {N_REPEAT} | {off:,.0f} jobs/s | {on:,.0f} jobs/s | "
+              f"{(1 - on / off) * 100:.0f}% (target ≤ 20%); {written:,} rows written for {N_BURST * (N_REPEAT + 1):,} jobs |")
+    print(f"\nHistory on a journal of {N_HISTORY:,} jobs (filled in {fill:.1f} s); median query times:\n")
+    print("| query | time |\n|---|---|")
+    for k, v in hist.items(): print(f"| {k} | {v * 1e3:.2f} ms |")
+
+
+if __name__ == '__main__':
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(main())
