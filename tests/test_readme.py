@@ -24,3 +24,13 @@ def test_scheduling_example_prints_what_the_readme_says(tmp_path):
     out = subprocess.run([sys.executable, 'main.py'], cwd=tmp_path, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     assert out.stdout == printed
+
+
+def test_durable_example_prints_what_the_readme_says(tmp_path):
+    readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+    script = re.findall(r"```python\n(.*?)```", readme, re.S)[3]
+    printed = re.search(r"prints `(.*?)`", readme.split(script, 1)[1]).group(1)
+    (tmp_path / 'main.py').write_text(script)
+    out = subprocess.run([sys.executable, 'main.py', str(tmp_path / 'jobs.db')], cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == printed
