@@ -155,6 +155,9 @@ class SQLiteJobStore(JobStore):
         if c is None:
             if self._memory: c = sqlite3.connect(self._uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
             else: c = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            if not self._memory:  # per connection: WAL needs no sync per commit; fewer, larger checkpoints
+                c.execute("PRAGMA synchronous = NORMAL")
+                c.execute("PRAGMA wal_autocheckpoint = 10000")
             if self.max_size_mb:  # past it, writes fail as on a full disk ("database or disk is full")
                 page = c.execute("PRAGMA page_size").fetchone()[0]
                 c.execute(f"PRAGMA max_page_count = {max(1, int(self.max_size_mb * 2**20 // page))}")
@@ -173,7 +176,6 @@ class SQLiteJobStore(JobStore):
             if not self._memory:
                 mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != 'wal': raise StoreError(f"job store {self.path}: cannot use WAL mode (got {mode})")
-                c.execute("PRAGMA synchronous = NORMAL")
             c.executescript(_SCHEMA)
             bad = c.execute("PRAGMA quick_check").fetchone()[0]
             if bad != 'ok': raise StoreError(f"job store {self.path} is damaged: {bad}")
