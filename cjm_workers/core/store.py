@@ -6,7 +6,7 @@
 __all__ = ['OPEN_STATUSES', 'ROW_FIELDS', 'StoreError', 'JobStore', 'MemoryJobStore', 'SQLiteJobStore', 'open_store']
 
 # %% ../../nbs/16_store.ipynb #ff8f53f8
-import fcntl, json, operator, os, sqlite3, threading, time, uuid
+import fcntl, operator, os, sqlite3, threading, uuid
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 

@@ -19,7 +19,7 @@ from ..core.config import RestartPolicy, WorkerConfig
 from ..core.errors import ParameterError
 from ..core.events import EventBroadcaster
 from ..core.params import check_param_spec, validate_params
-from ..core.store import JobStore, StoreError, open_store
+from ..core.store import JobStore, open_store
 from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType,
                                        WorkerResult, WorkerStreamChunk, new_request_id)
 from ..core.worker import describe_error

@@ -7,7 +7,7 @@ __all__ = ['WorkerState', 'handle_state', 'ProcessSample', 'sample_processes']
 
 # %% ../../nbs/15_health.ipynb #ff1688e2
 from enum import Enum
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 # %% ../../nbs/15_health.ipynb #997ffae1
 class WorkerState(Enum):
@@ -32,8 +32,8 @@ class ProcessSample:
     __slots__ = ("rss_mb", "cpu_percent")
     def __init__(self, rss_mb:float, cpu_percent:float): self.rss_mb, self.cpu_percent = rss_mb, cpu_percent
 
-def sample_processes(procs:Dict[int, Optional["psutil.Process"]]) -> Tuple[Dict[int, ProcessSample], Dict[int, "psutil.Process"]]:
-    "Sample each pid (blocking: reads /proc; call it in a thread). Returns samples and the Process objects to reuse."
+def sample_processes(procs:Dict[int, Any]) -> Tuple[Dict[int, ProcessSample], Dict[int, Any]]:
+    "Sample each pid (blocking: reads /proc; call it in a thread); `procs` maps pid -> psutil.Process from the last call, or None.\n    Returns the samples and the Process objects to pass next time (they carry the CPU % baseline)."
     import psutil  # here, not at import: workers import this module too, and start faster without it
     samples, keep = {}, {}
     for pid, p in procs.items():

@@ -7,7 +7,7 @@ __all__ = ['Needs', 'needs_key', 'ResourcePool', 'JobQueue']
 
 # %% ../../nbs/14_scheduling.ipynb #5552ecc9
 import heapq, itertools, time, weakref
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 # %% ../../nbs/14_scheduling.ipynb #3305ab39
 Needs = Tuple[Tuple[str, int], ...]  # a job's resource needs as a sorted tuple: usable as a dict key
