@@ -203,3 +203,38 @@ async def test_burst_of_10000_submissions_does_not_stall_the_loop(make_manager, 
     assert mon.worst - worst_submit < STALL_LIMIT, (mon.worst, worst_submit)
     assert await m.flush_journal(30)
     assert (await m.job_history(status='completed', limit=1))['total'] == 10_000
+
+
+async def test_recovered_job_that_can_no_longer_run_fails_with_the_reason(make_manager, tmp_path):
+    path = tmp_path / 'jobs.db'
+    gpu = dict(resources={'gpu': 1}, plugin_resources={'sleep': {'gpu': 1}})
+    m = make_manager(max_workers=1, cancel_grace_seconds=0.2, job_store=path, **gpu)
+    blocker = await m.start_job('sleep', seconds=30)
+    await started(m, blocker)
+    waiting = await m.start_job('sleep', seconds=0.01)
+    await m.shutdown()
+    m2 = make_manager(job_store=path)                       # this app has no GPU limits any more
+    await m2.start()
+    j = m2.get_job(waiting.id)
+    assert j.status == 'failed' and j.error.startswith('cannot run after the restart: needs resources')
+
+
+def test_shutdown_without_a_loop_keeps_waiting_jobs_in_the_journal(tmp_path):
+    from cjm_workers.core.config import WorkerConfig
+    from cjm_workers.demo.plugins import DemoJobManager
+    path = tmp_path / 'jobs.db'
+    m = DemoJobManager(worker_config=WorkerConfig(max_workers=1), job_store=path)
+    async def submit():
+        blocker = await m.start_job('sleep', seconds=30)
+        await started(m, blocker)
+        return blocker, await m.start_job('echo', text='later')
+    try: blocker, waiting = asyncio.run(submit())
+    finally: m.shutdown()                                   # sync: the loop is gone
+    assert waiting.status == 'cancelled'
+    async def recover():
+        m2 = DemoJobManager(worker_config=WorkerConfig(max_workers=1), job_store=path)
+        try:
+            await m2.start()
+            return m2.get_job(blocker.id).status, (await m2.wait_for_job(waiting.id, 20)).result
+        finally: await asyncio.wait_for(m2.shutdown(), 20)
+    assert asyncio.run(recover()) == ('cancelled', {'text': 'later'})

@@ -1102,10 +1102,16 @@ def _shutdown_now(self:BaseJobManager):
         try: h._close_pipes()
         except Exception: pass
     self._stopped = True
+    waiting = set(self._queue.job_ids()) | set(self._retry_timers)
     for j in self.jobs.values():
         if not j.is_terminal:
-            try: self._finish(j, CANCELLED, error="cancelled: the manager shut down")
+            try: self._finish(j, CANCELLED, error="cancelled: the manager shut down", journal=j.id not in waiting)
             except RuntimeError: j.status, j.error = CANCELLED, "cancelled: the manager shut down"
+            if j.id in waiting and self._journal is not None: self._journal.keep_waiting(j)
+    journal, self._journal = self._journal, None
+    if journal is not None:  # no loop to wait in: write what is left here, bounded
+        journal.stop(self.worker_config.shutdown_timeout_seconds)
+        self.job_store.close(self.worker_type)
 
 # %% ../../nbs/09_base.ipynb #6f65ac77
 @patch(as_prop=True)
@@ -1206,9 +1212,14 @@ def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
     if row['payload'] is None:
         self._finish(job, FAILED, error="cannot run after the restart: its request was never journaled")
         return FAILED
+    needs = dict(json.loads(row['needs'])) if row['needs'] else {}
+    err = self._resource_error(needs)  # this manager's resource limits may differ from the last one's
+    if err:
+        self._finish(job, FAILED, error=f"cannot run after the restart: {err}")
+        return FAILED
     if was_running: self._end_attempt(job, job.worker_pid, "interrupted: the app stopped while the job was running")
     job.status, job.worker_pid, job.progress = PENDING, None, None
-    needs = needs_key(dict(json.loads(row['needs']))) if row['needs'] else ()
+    needs = needs_key(needs)
     self._queue.push(job.id, (row['plugin_name'], row['payload']), job.priority, needs)
     self._journal.job(job)
     self._emit_job('queued', job)
