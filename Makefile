@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
+CHROMIUM_STAMP := $(VENV)/.stamp-chromium
 
 .PHONY: demo test bench sync
 
@@ -15,7 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m cjm_workers.demo.app
 
-test: $(STAMP)
+# the browser tests drive Debian's Chromium
+$(CHROMIUM_STAMP): tools/install-chromium | $(STAMP)
+	sh tools/install-chromium
+	touch $(CHROMIUM_STAMP)
+
+test: $(STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest
 

@@ -68,6 +68,7 @@ class WorkerConfig:
     cancel_grace_seconds: float = _Default(5.0)    # after a cancel request, before a running job's worker is killed
     result_monitor_poll_interval_seconds: float = _Default(0.5)  # how often a worker checks its parent is alive
     idle_spin_seconds: float = _Default(0.0002)    # a worker polls for its next job this long before it sleeps; 0 = never
+    log_tail_lines: int = _Default(100)            # lines a job keeps of what its plugin printed or logged; 0 = capture nothing
     # scheduling and worker health
     job_time_limit_seconds: float = _Default(0.0)  # default run-time limit of a job (per job: `time_limit`); 0 = none
     heartbeat_interval_seconds: float = _Default(1.0)  # how often a worker running a job says it is alive
@@ -105,7 +106,7 @@ class WorkerConfig:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                     raise ValueError(f"{f.name} must be a number, got {v!r}")
                 setattr(self, f.name, float(v))
-        for name in ("request_queue_size", "max_restart_attempts", "max_jobs_per_worker", "spare_workers", "max_retries", "journal_max_jobs"):
+        for name in ("request_queue_size", "max_restart_attempts", "log_tail_lines", "max_jobs_per_worker", "spare_workers", "max_retries", "journal_max_jobs"):
             if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("result_queue_size", "response_queue_size", "max_workers", "journal_output_cap_chars"):
             if getattr(self, name) < 1: raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

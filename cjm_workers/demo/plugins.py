@@ -6,7 +6,7 @@
 __all__ = ['SLEEP_SCHEMA', 'DemoPluginManager', 'demo_worker', 'EchoParams', 'DemoJobManager']
 
 # %% ../../nbs/10_demo_plugins.ipynb #d57b3014
-import ctypes, os, signal, threading, time
+import ctypes, logging, os, signal, threading, time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Dict, Iterator
@@ -34,6 +34,7 @@ class DemoPluginManager:
         'flaky': "raises TransientError on its first `failures` runs in a worker (counted per `key`), then succeeds",
         'reject': "raises PermanentError(`message`)", 'hang': "freezes its whole worker process (holds the GIL) for `seconds`",
         'hog': "keeps `mb` more megabytes resident in its worker, then sleeps `seconds`",
+        'chatty': "prints `lines` lines of `text`, logs one INFO and one WARNING record, and returns",
     }
     STREAMING = {'generate_text', 'stream_n', 'stubborn_stream'}
 
@@ -74,7 +75,15 @@ class DemoPluginManager:
                 report_progress(i / n, f"checked {i:,} of {n:,}")
         report_progress(1.0, f"{count:,} primes below {n:,}")
         return {'text': f"{count} primes", 'count': count}
-    def _run_fail(self, message='this plugin always fails'): raise ValueError(message)
+    def _run_fail(self, message='this plugin always fails'):
+        logging.getLogger('demo.fail').warning("about to fail: %s", message)
+        raise ValueError(message)
+    def _run_chatty(self, lines=3, text='line'):
+        for i in range(int(lines)): print(f"{text} {i}")
+        log = logging.getLogger('demo.chatty')
+        log.info("printed %d lines", int(lines))
+        log.warning("a warning with %s", text)
+        return {'lines': int(lines)}
     def _run_crash(self, how='exit', code=3, after=0.0):
         time.sleep(float(after))
         if how == 'exit': os._exit(int(code))

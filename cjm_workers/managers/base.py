@@ -80,6 +80,8 @@ class BaseJob:
     resources: Optional[Dict[str, int]] = None # Resource slots the job holds while it runs (None: its plugin's)
     attempt: int = 0 # Attempts started so far
     attempts: List[Dict[str, Any]] = field(default_factory=list, repr=False) # One record per attempt: worker, times, error
+    owner: Optional[str] = None # Who submitted it, e.g. a session's user (access rules in the web layer use it)
+    log_tail: List[str] = field(default_factory=list, repr=False) # The last lines its plugin printed or logged (`log_tail_lines`)
 
     @property
     def output(self) -> str:
@@ -90,12 +92,12 @@ class BaseJob:
     def is_terminal(self) -> bool: return self.status in TERMINAL_STATUSES
 
     def to_dict(self, output:bool=False) -> Dict[str, Any]:
-        "A shallow dict of the job's fields (subclass fields included) but its output, traceback and attempt records; `output=True` adds the streamed text."
+        "A shallow dict of the job's fields (subclass fields included) but its output, traceback, attempt records and log tail; `output=True` adds the streamed text and the log tail."
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_IN_DICT}
-        if output: d['output'] = self.output
+        if output: d['output'], d['log_tail'] = self.output, self.log_tail
         return d
 
-_NOT_IN_DICT = ('output_chunks', 'traceback', 'attempts')
+_NOT_IN_DICT = ('output_chunks', 'traceback', 'attempts', 'log_tail')
 JobType = TypeVar('JobType', bound=BaseJob)
 
 class WorkerUnavailableError(RuntimeError):
@@ -360,7 +362,7 @@ async def _spawn(self:BaseJobManager, slot:Optional[_Slot]):
     else: self._spares.append(h)
     init = WorkerRequest(WorkerRequestType.INIT, {'plugin_configs': self._plugin_configs,
                          'parent_poll_interval': cfg.result_monitor_poll_interval_seconds, 'idle_spin': cfg.idle_spin_seconds,
-                         'heartbeat_interval': cfg.heartbeat_interval_seconds,
+                         'heartbeat_interval': cfg.heartbeat_interval_seconds, 'log_tail_lines': cfg.log_tail_lines,
                          'max_stream_parts': cfg.result_queue_size}, request_id=new_request_id())
     try: await h.start(init)
     except Exception as e:
@@ -573,7 +575,7 @@ _UNSET = object()
 @patch
 async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int]=None, time_limit:Optional[float]=None,
                     max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
-                    resources:Optional[Mapping[str, int]]=None, **kwargs) -> JobType:
+                    resources:Optional[Mapping[str, int]]=None, owner:Optional[str]=None, **kwargs) -> JobType:
     "Submit a new job; it runs when a worker is free. Returns the job (already `failed` if it could not be queued)."
     if self._closing or self.broken_reason: self._check_accepting()
     size = self.worker_config.request_queue_size
@@ -590,6 +592,7 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
     if max_retries is not None: job.max_retries = max_retries
     if retry_on_worker_death is not None: job.retry_on_worker_death = bool(retry_on_worker_death)
     if resources is not None: job.resources = dict(resources)
+    if owner is not None: job.owner = str(owner)
     if (job.priority.__class__ is int and job.time_limit is None and job.max_retries is None and job.resources is None
         and self.resource_pool is None and not self.plugin_resources): needs = ()  # nothing to check
     else: needs = self._check_job_options(job)
@@ -732,11 +735,16 @@ def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
         elif rt is WorkerResponseType.PROGRESS:
             job = self._current(h, d['job_id'])
             if job is None: return
-            if d.get('progress') is not None: job.progress = d['progress']
-            if d.get('message') is not None: job.status_message = d['message']
+            lines = d.get('log')
+            if lines:  # a new list each time: the journal's thread may be reading the old one
+                job.log_tail = (job.log_tail + lines)[-self.worker_config.log_tail_lines:]
+                if self._wants_events(): self._emit('log', {'job_id': job.id, 'lines': lines})
+            if 'progress' in d:
+                if d['progress'] is not None: job.progress = d['progress']
+                if d['message'] is not None: job.status_message = d['message']
+                if self._wants_events():
+                    self._emit('progress', {'job_id': job.id, 'progress': job.progress, 'status_message': job.status_message})
             if self._journal is not None: self._journal.job(job)
-            if self._wants_events():
-                self._emit('progress', {'job_id': job.id, 'progress': job.progress, 'status_message': job.status_message})
         elif rt is WorkerResponseType.READY: self._on_ready(h, d)
         elif rt in (WorkerResponseType.RESPONSE, WorkerResponseType.STATE):
             if 'loaded' in d: h.loaded = set(d['loaded'])

@@ -15,9 +15,10 @@ log = logging.getLogger(__name__)
 # %% ../../nbs/18_hub.ipynb #1708364f
 class HubEvent:
     "One numbered event: `type` is the manager's event name without its prefix (`started`, `chunk`, ...)."
-    __slots__ = ('n', 'id', 'type', 'manager', 'job_id', 'data', '_json')
+    __slots__ = ('n', 'id', 'type', 'manager', 'job_id', 'data', '_json', 'rendered')
     def __init__(self, n:int, id:str, type:str, manager:Optional[str], job_id:Optional[str], data:Dict[str, Any]):
         self.n, self.id, self.type, self.manager, self.job_id, self.data, self._json = n, id, type, manager, job_id, data, None
+        self.rendered = None  # a renderer's output, shared by subscribers it is the same for
 
     @property
     def json(self) -> str:
@@ -77,9 +78,14 @@ class HubSubscription:
 # %% ../../nbs/18_hub.ipynb #488bc868
 class EventHub:
     "Numbered, buffered, coalesced events of one or more managers, for SSE clients."
-    def __init__(self, *managers, buffer_size:int=10_000, queue_size:int=1_000, chunk_interval:float=0.05):
+    def __init__(self, *managers, buffer_size:int=10_000, queue_size:int=1_000, chunk_interval:float=0.05,
+                 health_interval:float=2.0):
         if buffer_size < 1 or queue_size < 1: raise ValueError("buffer_size and queue_size must be >= 1")
+        if not chunk_interval > 0 or not health_interval >= 0:
+            raise ValueError("chunk_interval must be > 0 and health_interval >= 0 (0: no health events)")
         self.buffer_size, self.queue_size, self.chunk_interval = buffer_size, queue_size, chunk_interval
+        self.health_interval = health_interval
+        self._health_timer: Optional[asyncio.TimerHandle] = None
         self.epoch = f"{time.time_ns() // 1_000_000:x}"
         self._n = itertools.count(1)
         self._ring: deque = deque(maxlen=buffer_size)
@@ -104,7 +110,7 @@ class EventHub:
         job_id = data.get('job_id')
         if kind == 'chunk' and job_id is not None: return self._add_chunk(manager, job_id, data.get('chunk', ''))
         if job_id is not None and job_id in self._pending: self._flush_chunks(job_id)
-        if kind in ('completed', 'failed', 'cancelled', 'interrupted'): self._sent.pop(job_id, None)
+        if kind in ('completed', 'failed', 'cancelled', 'interrupted', 'retrying'): self._sent.pop(job_id, None)
         self._publish(kind, manager, job_id, data)
 
     def _add_chunk(self, manager, job_id, text):
@@ -142,7 +148,25 @@ class EventHub:
             for e in missed:
                 if sub.wants(e): sub._put(e)
         self._subs[sub] = None
+        if self.health_interval and self._health_timer is None:
+            try: self._health_timer = asyncio.get_running_loop().call_later(self.health_interval, self._health_tick)
+            except RuntimeError: pass  # no loop (a test, a script): no health events
         return sub
+
+    def _health_tick(self):
+        self._health_timer = None
+        if not self._subs: return  # the next subscriber starts the ticks again
+        n = self._ring[-1].n if self._ring else 0
+        for name, m in self.managers.items():
+            e = HubEvent(n, f"{self.epoch}-{n}", 'health', name, None, m.health())
+            for s in list(self._subs):
+                if s.job_id is None and s.wants(e): s._put(e)
+        self._health_timer = asyncio.get_running_loop().call_later(self.health_interval, self._health_tick)
+
+    def published_output(self, job) -> str:
+        "The part of a job's output that chunk events have carried so far (all of it once the job has ended)."
+        if job.is_terminal: return job.output
+        return job.output[:self._sent.get(job.id, 0)]
 
     def _after(self, last_event_id) -> Optional[List[HubEvent]]:
         "The buffered events after `last_event_id`, or None if that cannot be told exactly."
@@ -162,9 +186,10 @@ class EventHub:
             if manager is not None and name != manager: continue
             if job_id is not None:
                 job = m.jobs.get(job_id)
-                if job is not None: out[name] = {'jobs': [job.to_dict(output=True)]}
+                if job is not None: out[name] = {'jobs': [{**job.to_dict(output=True), 'output': self.published_output(job)}]}
                 continue
-            jobs = [j.to_dict() for j in m.jobs.values()]
+            # output_offset: how much of a running job's output the chunk events so far carried (None: all of it)
+            jobs = [{**j.to_dict(), 'output_offset': None if j.is_terminal else self._sent.get(j.id, 0)} for j in m.jobs.values()]
             out[name] = {'health': m.health(), 'jobs': jobs}
         if visible is not None:  # the same access rule as for events, applied per job
             for v in out.values():
@@ -180,6 +205,8 @@ class EventHub:
     def close(self) -> None:
         "End every subscription (e.g. at app shutdown) and stop listening."
         for s in list(self._subs): s.close()
+        if self._health_timer is not None: self._health_timer.cancel()
+        self._health_timer = None
         for p in self._pending.values():
             if p[3] is not None: p[3].cancel()
         self._pending.clear()
