@@ -75,3 +75,46 @@ async def started(m, job, timeout=10.0):
     "Wait until a job is running (its worker has begun it)."
     with m.events.subscribe() as sub:
         if job.status == 'pending': await wait_event(sub, f'{m.worker_type}:started', timeout, job_id=job.id)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(args, ready_path, env=None, timeout=30):
+    "Run a server (`args` get `--port N`) on 127.0.0.1 until `ready_path` answers; yield (url, process); stop it and its children."
+    import subprocess, sys, tempfile
+    import httpx
+    port = free_port()
+    out = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server must never block on a full pipe
+    p = subprocess.Popen([sys.executable, *args, '--port', str(port)], stdout=out, stderr=subprocess.STDOUT,
+                         env={**os.environ, **(env or {})})
+    try:
+        url = f'http://127.0.0.1:{port}'
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(url + ready_path, timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > end or p.poll() is not None:
+                    out.seek(0)
+                    raise AssertionError(f"server did not start: {out.read().decode(errors='replace')[-3000:]}")
+                time.sleep(0.1)
+        yield url, p
+    finally:
+        kids = [c.pid for c in psutil.Process(p.pid).children(recursive=True)] if p.poll() is None else []
+        p.send_signal(signal.SIGTERM)
+        try: p.wait(15)
+        except Exception: pass
+        finally:
+            p.kill()
+            p.wait(5)
+            for k in kids:
+                try: psutil.Process(k).kill()
+                except psutil.NoSuchProcess: pass
+            out.close()

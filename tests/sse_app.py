@@ -7,6 +7,7 @@ from starlette.routing import Route
 from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import DemoJobManager
 from cjm_workers.web.hub import EventHub
+from cjm_workers.web.mount import mount_jobs
 from cjm_workers.web.sse import sse_response
 
 manager = DemoJobManager(worker_config=WorkerConfig(max_workers=1, cancel_grace_seconds=0.5))
@@ -22,7 +23,7 @@ async def submit(request):
     return JSONResponse({'id': job.id})
 
 
-async def debug(request): return JSONResponse({'subscribers': hub.subscribers, 'tasks': len(asyncio.all_tasks()), 'names': sorted(str(t.get_coro().__qualname__) for t in asyncio.all_tasks())})
+async def debug(request): return JSONResponse({'subscribers': hub.subscribers, 'tasks': len(asyncio.all_tasks())})
 
 
 @asynccontextmanager
@@ -35,3 +36,5 @@ async def lifespan(app):
 
 app = Starlette(routes=[Route('/events', events), Route('/jobs', submit, methods=['POST']), Route('/debug', debug)],
                 lifespan=lifespan)
+user = lambda request: request.headers.get('x-user')  # stands in for a session's user
+mount_jobs(app, manager, prefix='/ui', hub=hub, owner=user, access=lambda request, job, action: job.owner == user(request))

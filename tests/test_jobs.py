@@ -215,3 +215,26 @@ async def test_megabyte_arguments_and_results_arrive_intact(make_manager):
     for j, t in zip(jobs, texts):
         await m.wait_for_job(j.id, 30)
         assert j.status == 'completed' and j.result['text'] == t
+
+
+async def test_log_tail_keeps_what_the_plugin_printed_and_logged(make_manager):
+    m = make_manager(log_tail_lines=4)
+    events = m.events.subscribe()
+    job = await m.wait_for_job((await m.start_job('chatty', lines=5, text='say')).id, timeout=30)
+    assert job.status == 'completed'
+    # the last 4 lines: printed lines, then log records (INFO and up) with level and logger
+    assert job.log_tail == ['say 3', 'say 4', 'INFO demo.chatty: printed 5 lines', 'WARNING demo.chatty: a warning with say']
+    assert job.to_dict(output=True)['log_tail'] == job.log_tail and 'log_tail' not in job.to_dict()
+    logged = [l for name, d in list(events._events) if name.endswith(":log") for l in d["lines"]]
+    assert logged[-2:] == job.log_tail[-2:]
+    quiet = await m.wait_for_job((await m.start_job('noop')).id, timeout=30)
+    assert quiet.log_tail == []                                # nothing carries over between jobs
+    failed = await m.wait_for_job((await m.start_job('fail', message='bad')).id, timeout=30)
+    assert failed.log_tail == ['WARNING demo.fail: about to fail: bad']
+    events.close()
+
+
+async def test_log_tail_lines_zero_captures_nothing(make_manager):
+    m = make_manager(log_tail_lines=0)
+    job = await m.wait_for_job((await m.start_job('chatty', lines=2)).id, timeout=30)
+    assert job.status == 'completed' and job.log_tail == []

@@ -1,39 +1,19 @@
 "The event hub over real HTTP: uvicorn on 127.0.0.1 with a free port, SSE read by httpx and by a raw socket."
-import json, os, signal, socket, subprocess, sys, time
+import contextlib, json, socket, time
 from pathlib import Path
-import httpx, psutil, pytest
-from test_demo_app import free_port
+import httpx, pytest
+from conftest import serving
 
 
 @pytest.fixture
 def sse_server():
-    def start(**env):
-        port = free_port()
-        p = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'sse_app:app', '--app-dir', str(Path(__file__).parent),
-                              '--host', '127.0.0.1', '--port', str(port), '--timeout-graceful-shutdown', '2', '--log-level', 'warning'],
-                             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        started.append(p)
-        url = f'http://127.0.0.1:{port}'
-        end = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + '/debug', timeout=1).raise_for_status()
-                return url
-            except httpx.HTTPError:
-                if time.monotonic() > end or p.poll() is not None: raise AssertionError(f"server did not start: {p.stdout.read() if p.poll() is not None else ''}")
-                time.sleep(0.1)
-    started = []
-    try: yield start
-    finally:
-        for p in started:
-            kids = [c.pid for c in psutil.Process(p.pid).children(recursive=True)] if p.poll() is None else []
-            p.send_signal(signal.SIGTERM)
-            try: p.wait(15)
-            finally:
-                p.kill()
-                for k in kids:
-                    try: psutil.Process(k).kill()
-                    except psutil.NoSuchProcess: pass
+    with contextlib.ExitStack() as stack:
+        def start(**env):
+            url, _ = stack.enter_context(serving(['-m', 'uvicorn', 'sse_app:app', '--app-dir', str(Path(__file__).parent),
+                                                  '--host', '127.0.0.1', '--timeout-graceful-shutdown', '2', '--log-level', 'warning'],
+                                                 '/debug', env))
+            return url
+        yield start
 
 
 def events(resp):
@@ -105,3 +85,26 @@ def test_a_thousand_connections_leave_nothing_behind(sse_server):
             with c.stream('GET', url + '/events') as r:
                 assert next(events(r))[1] == 'snapshot'
         until(lambda: c.get(url + '/debug').json() == base, what=f"subscribers and tasks back to {base}")
+
+
+def test_streams_show_only_what_the_access_rule_allows(sse_server):
+    url = sse_server()
+    with httpx.Client(timeout=30) as c:
+        def submit(who, tokens):
+            return c.post(url + '/ui/api/jobs', json={'plugin': 'generate_text', 'params': {'tokens': tokens, 'delay': 0.01}},
+                          headers={'x-user': who}).json()['id']
+        with c.stream('GET', url + '/ui/api/events', headers={'x-user': 'bob'}) as bob_json, \
+             c.stream('GET', url + '/ui/stream', headers={'x-user': 'bob'}) as bob_html:
+            ann_job = submit('ann', 5)
+            bob_job = submit('bob', 5)
+            seen = []
+            for e in events(bob_json):
+                seen.append(e)
+                if e[1] == 'completed' and e[2]['job_id'] == bob_job: break
+            html = ''
+            for line in bob_html.iter_lines():
+                html += line
+                if f'id="cjm-head-{bob_job}"' in html and 'completed' in html.rsplit(f'cjm-head-{bob_job}', 1)[1][:400]: break
+    assert {e[2]['job_id'] for e in seen if e[2]['job_id']} == {bob_job}
+    assert ann_job not in ''.join(json.dumps(e[2]) for e in seen)   # nor in health data (a worker's current job)
+    assert ann_job not in html and bob_job in html

@@ -227,7 +227,7 @@ class JobsMount:
         "An htmx form gets a line of HTML to show (200, so htmx swaps it in); an API client gets the JSON as is."
         if request.headers.get('hx-request') != 'true': return r
         d = json.loads(r.body)
-        if r.status_code == 201: msg = Div(f"Submitted {d['plugin_id']} as job {d['id'][:8]}", cls="cjm-submitted")
+        if r.status_code == 201: msg = Div(f"Submitted {d['plugin_id']} as job {d['id'][:8]}", cls="cjm-submitted", data_job=d['id'])
         else:
             errs = '; '.join(f"{k}: {v}" for k, v in (d.get('errors') or {}).items())
             msg = Div(d['error'] + (f" ({errs})" if errs and errs not in d['error'] else ''), cls="cjm-error")
@@ -292,6 +292,8 @@ class JobsMount:
         parts = [_oob(job_head(job, p, cancel)), _oob(job_status(job)), _oob_in_table(job_row(job, p, cancel))]
         if t == 'retrying': parts.append(_oob(job_output(job, '')))  # its output starts over
         if job.status in TERMINAL_STATUSES: parts += [_oob(job_output(job)), _oob(log_lines(job))]
+        if t == 'started' or t in TERMINAL_STATUSES:  # a worker took or finished a job: its panel row changed
+            parts.append(_oob(manager_panel(e.manager, self.scrub(request, m.health()))))
         return ''.join(to_xml(x) for x in parts)
 
     def _snapshot(self, e:HubEvent, request:Request) -> str:

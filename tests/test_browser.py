@@ -1,0 +1,105 @@
+"The demo dashboard in a real browser: Debian's Chromium driven by Playwright, against the demo app on a free port."
+import os
+from pathlib import Path
+import pytest
+from conftest import serving
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = next((p for p in (os.environ.get('CHROMIUM'), '/usr/bin/chromium', '/usr/bin/chromium-browser') if p and os.path.exists(p)), None)
+if CHROMIUM is None: pytest.fail("no Chromium: `make test` installs it (tools/install-chromium)", pytrace=False)
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get('CJM_TEST_ARTIFACTS', Path(__file__).parent.parent / 'test-artifacts'))
+WAIT = 20_000  # ms, for anything a job does
+
+
+@pytest.fixture(scope='module')
+def demo():
+    with serving(['-m', 'cjm_workers.demo.app'], '/jobs/api/health') as (url, _): yield url
+
+
+@pytest.fixture(scope='module')
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try: yield b
+        finally: b.close()
+
+
+@pytest.fixture
+def page(browser, demo):
+    page = browser.new_page(viewport={'width': 1280, 'height': 1000})
+    errors = []
+    page.on('pageerror', lambda e: errors.append(str(e)))
+    page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
+    try:
+        page.goto(demo + '/')
+        page.wait_for_function("window.htmx && document.querySelector('[sse-connect]')", timeout=WAIT)
+        # the stream is open once its snapshot has been swapped in
+        page.wait_for_function("htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource?.readyState === 1", timeout=WAIT)
+        yield page
+        assert errors == [], errors
+    finally: page.close()
+
+
+def submit(page, label) -> str:
+    "Click a preset button; return the new job's id."
+    page.locator('.cjm-presets button', has_text=label).click()
+    msg = page.locator('#cjm-submit-msg [data-job]')
+    msg.wait_for(timeout=WAIT)
+    job = msg.get_attribute('data-job')
+    page.locator(f'#cjm-job-{job}').wait_for(timeout=WAIT)  # the card arrived over SSE
+    page.evaluate("document.getElementById('cjm-submit-msg').innerHTML = ''")
+    return job
+
+
+def status(page, job): return page.locator(f'#cjm-head-{job} .cjm-badge')
+
+
+def test_progress_streaming_and_cancel(page):
+    job = submit(page, 'Generate text')
+    bar = f'#cjm-status-{job} progress'
+    page.wait_for_function(f"document.querySelector('{bar}')?.value > 0", timeout=WAIT)
+    first = page.eval_on_selector(bar, 'e => e.value')
+    page.wait_for_function(f"document.querySelector('{bar}').value > {first}", timeout=WAIT)      # it advances
+    out = page.locator(f'#cjm-out-{job}')
+    page.wait_for_function(f"document.getElementById('cjm-out-{job}').textContent.split(' ').length >= 5", timeout=WAIT)
+    assert out.text_content().startswith('Once upon a time')
+    assert status(page, job).text_content() == 'running'
+    page.locator(f'#cjm-head-{job} .cjm-cancel').click()
+    playwright.expect(status(page, job)).to_have_text('cancelled', timeout=WAIT)
+    playwright.expect(page.locator(f'#cjm-head-{job} .cjm-cancel')).to_be_disabled()
+    playwright.expect(page.locator(f'#cjm-row-{job} .cjm-badge')).to_have_text('cancelled')
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / 'dashboard.png'), full_page=True)
+
+
+def test_crash_shows_failed_with_reason_and_the_next_job_runs(page):
+    pids = set(page.locator('#cjm-workers td:first-child').all_text_contents())
+    job = submit(page, 'Kill my own worker')
+    playwright.expect(status(page, job)).to_have_text('failed', timeout=WAIT)
+    playwright.expect(page.locator(f'#cjm-status-{job} .cjm-error')).to_contain_text('worker', timeout=WAIT)
+    after = submit(page, 'Print and log')
+    playwright.expect(status(page, after)).to_have_text('completed', timeout=WAIT)
+    log = page.locator(f'#cjm-log-{after}')
+    playwright.expect(log).to_contain_text('<b>not bold</b> 4', timeout=WAIT)                   # printed lines, as text
+    playwright.expect(log).to_contain_text('WARNING demo.chatty: a warning with <b>not bold</b>')
+    assert page.locator(f'#cjm-log-{after} b').count() == 0
+    # the worker panel shows the replacement worker (a pid that was not there before)
+    page.wait_for_function(f"[...document.querySelectorAll('#cjm-workers td:first-child')].some(td => !{sorted(pids)!r}.includes(td.textContent))",
+                           timeout=WAIT)
+
+
+def test_streamed_script_is_shown_as_text_and_never_runs(page):
+    from cjm_workers.demo.app import XSS_TEXT
+    job = submit(page, 'Stream <script>')
+    playwright.expect(status(page, job)).to_have_text('completed', timeout=WAIT)
+    playwright.expect(page.locator(f'#cjm-out-{job}')).to_have_text(XSS_TEXT)
+    assert page.evaluate('window.xss') is None
+    card = f'#cjm-job-{job}'
+    assert page.locator(f'{card} script').count() == 0 and page.locator(f'{card} img').count() == 0
+    assert '<script>window.xss=1</script>' in page.locator(f'#cjm-head-{job} .cjm-params').text_content()  # parameters too
+    # and after a reload (the page is rendered on the server, then the stream's snapshot redraws it)
+    page.reload()
+    playwright.expect(page.locator(f'#cjm-out-{job}')).to_have_text(XSS_TEXT, timeout=WAIT)
+    assert page.evaluate('window.xss') is None
