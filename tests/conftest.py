@@ -93,6 +93,10 @@ def serving(args, ready_path, env=None, timeout=30):
     out = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server must never block on a full pipe
     p = subprocess.Popen([sys.executable, *args, '--port', str(port)], stdout=out, stderr=subprocess.STDOUT,
                          env={**os.environ, **(env or {})})
+    def output():
+        out.seek(0)
+        return out.read().decode(errors='replace')
+    p.output = output  # what the server printed so far
     try:
         url = f'http://127.0.0.1:{port}'
         end = time.monotonic() + timeout
@@ -102,8 +106,7 @@ def serving(args, ready_path, env=None, timeout=30):
                 break
             except httpx.HTTPError:
                 if time.monotonic() > end or p.poll() is not None:
-                    out.seek(0)
-                    raise AssertionError(f"server did not start: {out.read().decode(errors='replace')[-3000:]}")
+                    raise AssertionError(f"server did not start: {output()[-3000:]}")
                 time.sleep(0.1)
         yield url, p
     finally:

@@ -1,18 +1,18 @@
 "The event hub over real HTTP: uvicorn on 127.0.0.1 with a free port, SSE read by httpx and by a raw socket."
-import contextlib, json, socket, time
+import contextlib, json, signal, socket, time
 from pathlib import Path
-import httpx, pytest
+import httpx, psutil, pytest
 from conftest import serving
 
 
 @pytest.fixture
 def sse_server():
     with contextlib.ExitStack() as stack:
-        def start(**env):
-            url, _ = stack.enter_context(serving(['-m', 'uvicorn', 'sse_app:app', '--app-dir', str(Path(__file__).parent),
-                                                  '--host', '127.0.0.1', '--timeout-graceful-shutdown', '2', '--log-level', 'warning'],
+        def start(process=False, **env):
+            url, proc = stack.enter_context(serving(['-m', 'uvicorn', 'sse_app:app', '--app-dir', str(Path(__file__).parent),
+                                                  '--host', '127.0.0.1', '--timeout-graceful-shutdown', '2', '--log-level', 'info'],
                                                  '/debug', env))
-            return url
+            return (url, proc) if process else url
         yield start
 
 
@@ -108,3 +108,19 @@ def test_streams_show_only_what_the_access_rule_allows(sse_server):
     assert {e[2]['job_id'] for e in seen if e[2]['job_id']} == {bob_job}
     assert ann_job not in ''.join(json.dumps(e[2]) for e in seen)   # nor in health data (a worker's current job)
     assert ann_job not in html and bob_job in html
+
+
+def test_uvicorn_shuts_down_promptly_with_streams_open(sse_server):
+    url, proc = sse_server(process=True)
+    with httpx.Client(timeout=30) as c, c.stream('GET', url + '/events') as r1, c.stream('GET', url + '/ui/stream') as r2:
+        it1, it2 = events(r1), r2.iter_lines()  # kept: a dropped iterator closes its response
+        assert next(it1)[1] == 'snapshot' and next(it2)
+        c.post(url + '/jobs', json={'plugin': 'sleep', 'seconds': 60})
+        until(lambda: c.get(url + '/debug').json()['subscribers'] == 2, what="both streams")
+        workers = psutil.Process(proc.pid).children()
+        t = time.monotonic()
+        proc.terminate()
+        assert proc.wait(10) in (0, -signal.SIGTERM)   # uvicorn re-raises the signal once it has shut down
+        assert time.monotonic() - t < 8
+    assert 'Application shutdown complete' in proc.output()  # the lifespan's end ran: hub closed, manager shut down
+    assert workers and not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
