@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/scheduling.py
 	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/sse.py
 
 # notebooks -> package; fails if the committed package differs from the notebooks
 sync: $(STAMP)

@@ -34,3 +34,24 @@ def test_durable_example_prints_what_the_readme_says(tmp_path):
     out = subprocess.run([sys.executable, 'main.py', str(tmp_path / 'jobs.db')], cwd=tmp_path, capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == printed
+
+
+def test_dashboard_example_scopes_jobs_by_session_user(tmp_path):
+    import httpx
+    from conftest import serving
+    readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+    script = re.findall(r"```python\n(.*?)```", readme, re.S)[4]
+    (tmp_path / 'app.py').write_text(script)
+    with serving(['-m', 'uvicorn', 'app:app', '--app-dir', str(tmp_path), '--host', '127.0.0.1', '--timeout-graceful-shutdown', '2'],
+                 '/jobs/api/health') as (url, _):
+        with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as ann, httpx.Client(base_url=url, timeout=30, follow_redirects=True) as bob:
+            ann.get('/login/ann').raise_for_status()
+            bob.get('/login/bob').raise_for_status()
+            r = ann.post('/jobs/api/jobs', json={'plugin': 'echo', 'params': {'text': 'hi'}})
+            assert r.status_code == 201 and r.json()['owner'] == 'ann'
+            job = r.json()['id']
+            assert f'id="cjm-row-{job}"' in ann.get('/mine').text and 'sse-connect="/jobs/stream"' in ann.get('/mine').text
+            assert ann.get(f'/jobs/api/jobs/{job}').status_code == 200 and job in ann.get('/jobs/').text
+            assert bob.get(f'/jobs/api/jobs/{job}').status_code == 404
+            assert job not in bob.get('/mine').text and job not in bob.get('/jobs/').text
+            assert bob.get('/jobs/api/jobs').json()['total'] == 0

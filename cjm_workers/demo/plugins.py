@@ -34,9 +34,10 @@ class DemoPluginManager:
         'flaky': "raises TransientError on its first `failures` runs in a worker (counted per `key`), then succeeds",
         'reject': "raises PermanentError(`message`)", 'hang': "freezes its whole worker process (holds the GIL) for `seconds`",
         'hog': "keeps `mb` more megabytes resident in its worker, then sleeps `seconds`",
+        'ticks': "streams `count` lines 'i time' (epoch seconds when sent), one every `interval` seconds",
         'chatty': "prints `lines` lines of `text`, logs one INFO and one WARNING record, and returns",
     }
-    STREAMING = {'generate_text', 'stream_n', 'stubborn_stream'}
+    STREAMING = {'generate_text', 'stream_n', 'stubborn_stream', 'ticks'}
 
     def __init__(self): self.loaded, self.runs, self.hoard = {}, {}, []
     def discover_plugins(self) -> list: return [{'name': n, 'description': d} for n, d in self.PLUGINS.items()]
@@ -120,6 +121,13 @@ class DemoPluginManager:
             report_progress((i + 1) / int(tokens))
             yield ("" if i == 0 else " ") + words[i % len(words)]
             if delay: _sleep_cancellable(float(delay))
+    def _stream_ticks(self, count=100, interval=0.01):
+        start, interval = time.monotonic(), float(interval)
+        for i in range(int(count)):
+            check_cancelled()
+            yield f"{i} {time.time():.6f}\n"
+            delay = start + (i + 1) * interval - time.monotonic()  # a steady rate, whatever each yield costs
+            if delay > 0: _sleep_cancellable(delay)
     def _stream_stream_n(self, n=10_000):
         for _ in range(int(n)): yield "x"
     def _stream_stubborn_stream(self, chunks=3, seconds=60.0):
