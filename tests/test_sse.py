@@ -123,4 +123,5 @@ def test_uvicorn_shuts_down_promptly_with_streams_open(sse_server):
         assert proc.wait(10) in (0, -signal.SIGTERM)   # uvicorn re-raises the signal once it has shut down
         assert time.monotonic() - t < 8
     assert 'Application shutdown complete' in proc.output()  # the lifespan's end ran: hub closed, manager shut down
-    assert workers and not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    _, alive = psutil.wait_procs(workers, timeout=5)  # workers (and multiprocessing's resource tracker) end with it
+    assert workers and not alive, alive
