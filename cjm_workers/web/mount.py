@@ -43,8 +43,9 @@ def _oob_in_table(ft, how:str='true'):
     "An out-of-band table part (row, body), in a `<template>`: outside a table the HTML parser would drop its tags."
     return Template(_oob(ft, how))
 
-def _form_value(v:str):
-    "A form field as the JSON value it spells (`5`, `true`, `[1]`), else as the text it is."
+def _form_value(v:str, schema:Optional[Dict[str, Any]]=None):
+    "A form field as the JSON value it spells (`5`, `true`, `[1]`), else as the text it is; a declared string stays text."
+    if schema is not None and schema.get('type') == 'string': return v
     try: return json.loads(v)
     except ValueError: return v
 
@@ -186,18 +187,19 @@ class JobsMount:
         except ValueError as e: return self._submitted(request, _error(400, f"the body is not valid JSON: {e}"))
         if not isinstance(body, dict): return self._submitted(request, _error(400, "the body must be a JSON object"))
         plugin, name, params, priority = body.pop('plugin', None), body.pop('manager', None), body.pop('params', None), body.pop('priority', None)
+        if name is None and isinstance(plugin, str) and plugin.partition(':')[0] in self.managers and len(self.managers) > 1:
+            name, _, plugin = plugin.partition(':')  # the dashboard's form names plugins "manager:plugin"
         if isinstance(params, str):
             try: params = json.loads(params) if params.strip() else {}
             except ValueError as e: return self._submitted(request, _error(400, f"params is not valid JSON: {e}"))
-        if params is None: params = {k: v if is_json else _form_value(v) for k, v in body.items()}
+        if params is None and is_json: params = body
+        elif params is None: params = self._form_params(plugin, name, body)
         elif body: return self._submitted(request, _error(400, f"unexpected fields next to params: {sorted(body)}"))
         if not isinstance(params, dict): return self._submitted(request, _error(400, "params must be a JSON object"))
         if priority in ('', None): priority = None
         else:
             try: priority = int(priority)
             except (TypeError, ValueError): return self._submitted(request, _error(400, f"priority must be an int, got {priority!r}"))
-        if name is None and isinstance(plugin, str) and plugin.partition(':')[0] in self.managers and len(self.managers) > 1:
-            name, _, plugin = plugin.partition(':')  # the dashboard's form names plugins "manager:plugin"
         m = self._manager_for(plugin, name)
         if isinstance(m, Response): return self._submitted(request, m)
         try:
@@ -208,6 +210,13 @@ class JobsMount:
         except (TypeError, ValueError) as e: r = _error(400, str(e))
         else: r = _json_response(job_json(job, m.worker_type), 201)
         return self._submitted(request, r)
+
+    def _form_params(self, plugin, name, fields:Dict[str, str]) -> Dict[str, Any]:
+        "Form fields as parameters, typed by the plugin's declaration where it has one."
+        m = self._manager_for(plugin, name)
+        spec = describe_params(m.get_plugin_parameters(plugin)) if not isinstance(m, Response) else None
+        props = (spec or {}).get('properties', {})
+        return {k: _form_value(v, props.get(k)) for k, v in fields.items()}
 
     def _manager_for(self, plugin, name):
         if not isinstance(plugin, str) or not plugin: return _error(400, "plugin is required")
