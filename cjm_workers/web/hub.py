@@ -76,6 +76,14 @@ class HubSubscription:
     def __exit__(self, *exc): self.close()
 
 # %% ../../nbs/18_hub.ipynb #488bc868
+_COALESCED = frozenset({'chunk', 'log', 'progress'})
+
+class _Held:
+    "A job's events held back for its coalescing window."
+    __slots__ = ('manager', 'offset', 'pieces', 'lines', 'progress', 'timer')
+    def __init__(self, manager, offset):
+        self.manager, self.offset, self.pieces, self.lines, self.progress, self.timer = manager, offset, [], [], None, None
+
 class EventHub:
     "Numbered, buffered, coalesced events of one or more managers, for SSE clients."
     def __init__(self, *managers, buffer_size:int=10_000, queue_size:int=1_000, chunk_interval:float=0.05,
@@ -90,7 +98,7 @@ class EventHub:
         self._n = itertools.count(1)
         self._ring: deque = deque(maxlen=buffer_size)
         self._subs: Dict[HubSubscription, None] = {}
-        self._pending: Dict[str, list] = {}  # job id -> [manager, pieces, offset, timer] of chunks not yet published
+        self._pending: Dict[str, _Held] = {}  # job id -> its chunks, log lines and progress not yet published
         self._sent: Dict[str, int] = {}      # job id -> characters published as chunk events so far
         self.managers: Dict[str, Any] = {}
         for m in managers: self.add(m)
@@ -108,25 +116,32 @@ class EventHub:
     def _on_event(self, name:str, data:Dict[str, Any]):
         manager, _, kind = name.partition(':')
         job_id = data.get('job_id')
-        if kind == 'chunk' and job_id is not None: return self._add_chunk(manager, job_id, data.get('chunk', ''))
-        if job_id is not None and job_id in self._pending: self._flush_chunks(job_id)
+        if job_id is not None and kind in _COALESCED: return self._hold(kind, manager, job_id, data)
+        if job_id is not None and job_id in self._pending: self._flush(job_id)
         if kind in ('completed', 'failed', 'cancelled', 'interrupted', 'retrying'): self._sent.pop(job_id, None)
         self._publish(kind, manager, job_id, data)
 
-    def _add_chunk(self, manager, job_id, text):
+    def _hold(self, kind, manager, job_id, data):
+        "Keep a job's chunk, log lines or progress until its window ends (or another of its events comes)."
         p = self._pending.get(job_id)
         if p is None:
-            p = self._pending[job_id] = [manager, [], self._sent.get(job_id, 0), None]
-            p[3] = asyncio.get_running_loop().call_later(self.chunk_interval, self._flush_chunks, job_id)
-        p[1].append(text)
+            p = self._pending[job_id] = _Held(manager, self._sent.get(job_id, 0))
+            p.timer = asyncio.get_running_loop().call_later(self.chunk_interval, self._flush, job_id)
+        if kind == 'chunk': p.pieces.append(data.get('chunk', ''))
+        elif kind == 'log': p.lines.extend(data.get('lines', ()))
+        else: p.progress = data  # only the latest progress matters
 
-    def _flush_chunks(self, job_id):
+    def _flush(self, job_id):
+        "Publish what a job's window held: its text (with the offset it starts at), its log lines, its latest progress."
         p = self._pending.pop(job_id, None)
         if p is None: return
-        if p[3] is not None: p[3].cancel()
-        text = ''.join(p[1])
-        self._sent[job_id] = p[2] + len(text)
-        self._publish('chunk', p[0], job_id, {'job_id': job_id, 'chunk': text, 'offset': p[2]})
+        if p.timer is not None: p.timer.cancel()
+        if p.pieces:
+            text = ''.join(p.pieces)
+            self._sent[job_id] = p.offset + len(text)
+            self._publish('chunk', p.manager, job_id, {'job_id': job_id, 'chunk': text, 'offset': p.offset})
+        if p.lines: self._publish('log', p.manager, job_id, {'job_id': job_id, 'lines': p.lines})
+        if p.progress is not None: self._publish('progress', p.manager, job_id, p.progress)
 
     def _publish(self, kind, manager, job_id, data) -> HubEvent:
         n = next(self._n)
@@ -208,6 +223,6 @@ class EventHub:
         if self._health_timer is not None: self._health_timer.cancel()
         self._health_timer = None
         for p in self._pending.values():
-            if p[3] is not None: p[3].cancel()
+            if p.timer is not None: p.timer.cancel()
         self._pending.clear()
         for m in self.managers.values(): m.events.unsubscribe(self._on_event)
