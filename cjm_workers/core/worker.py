@@ -164,13 +164,12 @@ class _LogCapture:
         if out is not None:
             for line in lines: out.add_log(line[:LOG_LINE_MAX])
 
-    def begin(self, out):
-        with self.lock: self.partial, self.out = {}, out
+    def begin(self, out): self.out = out  # `end` left nothing partial behind
 
     def end(self):
-        with self.lock:
-            out, self.out = self.out, None
-            rest, self.partial = [v for v in self.partial.values() if v], {}
+        out, self.out = self.out, None
+        if not self.partial: return  # the usual case: nothing printed, or only whole lines
+        with self.lock: rest, self.partial = [v for v in self.partial.values() if v], {}
         if out is not None:
             for line in rest: out.add_log(line)
 
