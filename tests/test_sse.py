@@ -125,3 +125,17 @@ def test_uvicorn_shuts_down_promptly_with_streams_open(sse_server):
     assert 'Application shutdown complete' in proc.output()  # the lifespan's end ran: hub closed, manager shut down
     _, alive = psutil.wait_procs(workers, timeout=5)  # workers (and multiprocessing's resource tracker) end with it
     assert workers and not alive, alive
+
+
+def test_html_stream_always_starts_from_a_snapshot(sse_server):
+    url = sse_server()
+    with httpx.Client(timeout=30) as c:
+        with c.stream('GET', url + '/events') as r:
+            it = events(r)
+            last = next(it)[0]                                  # a valid id: the JSON stream would resume from it
+        with c.stream('GET', url + '/ui/stream', headers={'Last-Event-ID': last}) as r:
+            first = ''
+            for line in r.iter_lines():
+                if line.startswith('data:'): first += line[5:]
+                elif line == '' and first: break
+    assert 'id="cjm-jobs"' in first and 'hx-swap-oob="innerHTML"' in first   # a page redraw, not a replay

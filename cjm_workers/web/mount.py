@@ -77,10 +77,21 @@ class JobsMount:
     def may(self, request:Request, job, action:str) -> bool:
         return self.access is None or bool(self.access(request, job, action))
 
-    def find(self, job_id:str):
-        "(manager, job) for a job id, from memory or a manager's journal; (None, None) if unknown."
+    async def find(self, job_id:str):
+        "(manager, job) for a job id, from memory or else a manager's journal (read in a thread); (None, None) if unknown."
         for m in self.managers.values():
-            job = m.get_job(job_id)
+            job = m.jobs.get(job_id)
+            if job is not None: return m, job
+        for m in self.managers.values():
+            if m.job_store is None: continue
+            job = await asyncio.to_thread(m.get_job, job_id)
+            if job is not None: return m, job
+        return None, None
+
+    def find_live(self, job_id:str):
+        "(manager, job) for a job in memory (running, waiting, or recently finished); (None, None) if not."
+        for m in self.managers.values():
+            job = m.jobs.get(job_id)
             if job is not None: return m, job
         return None, None
 
@@ -101,7 +112,7 @@ class JobsMount:
         if self.access is None: return h
         def shown(job_id):
             if job_id is None: return None
-            _, job = self.find(job_id)
+            _, job = self.find_live(job_id)
             return job_id if job is not None and self.may(request, job, 'view') else 'hidden'
         return {**h, 'workers': [{**w, 'current_job': shown(w['current_job'])} for w in h['workers']]}
 
@@ -131,12 +142,12 @@ class JobsMount:
         return _json_response(out)
 
     async def get_job(self, request:Request):
-        m, job = self.find(request.path_params['job_id'])
+        m, job = await self.find(request.path_params['job_id'])
         if job is None or not self.may(request, job, 'view'): return _error(404, "no such job")
         return _json_response(job_json(job, m.worker_type))
 
     async def cancel(self, request:Request):
-        m, job = self.find(request.path_params['job_id'])
+        m, job = await self.find(request.path_params['job_id'])
         if job is None or not self.may(request, job, 'view'): return _error(404, "no such job")
         if not self.may(request, job, 'cancel'): return _error(403, "you may not cancel this job")
         if job.status in TERMINAL_STATUSES: return _error(409, f"the job has already ended ({job.status})", job_status=job.status)
@@ -269,7 +280,7 @@ class JobsMount:
         if isinstance(f, Response): return f
         render = (lambda e: self.render(e, request))
         return sse_response(self.hub, request, manager=f[0], job_id=f[1], visible=self.visible(request),
-                            ping=self.ping, send_timeout=self.send_timeout, render=render)
+                            ping=self.ping, send_timeout=self.send_timeout, render=render, resume=False)
 
     def render(self, e:HubEvent, request:Request) -> Optional[tuple]:
         "An event as ('update', HTML of out-of-band swaps) for htmx, or None if it changes nothing on a page."

@@ -18,9 +18,9 @@ def as_json(e:HubEvent) -> tuple: return e.type, e.json
 
 def sse_response(hub:EventHub, request:Request, manager:Optional[str]=None, job_id:Optional[str]=None,
                  visible:Optional[Callable[[HubEvent], bool]]=None, ping:float=15, send_timeout:float=10,
-                 render:Callable[[HubEvent], Optional[tuple]]=as_json) -> EventSourceResponse:
+                 render:Callable[[HubEvent], Optional[tuple]]=as_json, resume:bool=True) -> EventSourceResponse:
     "Stream the hub's events (optionally one manager's or one job's, and only those `visible` allows) to this client."
-    last = request.headers.get('last-event-id') or request.query_params.get('last_event_id')
+    last = (request.headers.get('last-event-id') or request.query_params.get('last_event_id')) if resume else None
     async def events():
         sub = hub.subscribe(manager=manager, job_id=job_id, last_event_id=last, visible=visible)
         try:
