@@ -4,7 +4,7 @@ delivery latency (made -> parsed by the client), ticks lost or repeated, and the
 Baseline, same run: /raw, a bare sse-starlette fan-out of the same ticks made in the server (no worker, no hub,
 no coalescing). Clients are raw asyncio sockets in this process (HTTP/1.0, so the body is not chunk-framed).
 Prints markdown."""
-import asyncio, json, os, statistics, subprocess, sys, tempfile, time
+import asyncio, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import httpx

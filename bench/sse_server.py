@@ -1,6 +1,6 @@
 """The server side of bench/sse.py: a Starlette app with a demo manager mounted at /jobs, and /raw, a bare
 sse-starlette fan-out of the same ticks made in the server itself (the baseline: no worker, no hub)."""
-import asyncio, json, os, time
+import asyncio, json, time
 from contextlib import asynccontextmanager
 
 import psutil

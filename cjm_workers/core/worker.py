@@ -40,7 +40,7 @@ class _JobOutput:
         self.worker, self.job_id, self.max_parts = worker, job_id, max_parts
         self.lock = threading.Lock()
         self.parts, self.progress, self.log = [], None, []
-        self.max_log = getattr(worker, 'log_tail_lines', 100)
+        self.max_log = worker.log_tail_lines
         self.started_at: Optional[float] = None  # set while the STARTED report is held back
         self.last_flush = 0.0
         self.armed = self.closed = False

@@ -8,7 +8,6 @@ __all__ = ['SLEEP_SCHEMA', 'DemoPluginManager', 'demo_worker', 'EchoParams', 'De
 # %% ../../nbs/10_demo_plugins.ipynb #d57b3014
 import ctypes, logging, os, signal, threading, time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Dict, Iterator
 
 from ..core.context import JobCancelled, check_cancelled, current_job, report_progress

@@ -100,11 +100,8 @@ class JobsMount:
         if self.access is None: return None
         def ok(e:HubEvent) -> bool:
             if e.job_id is None: return True
-            ms = [self.managers[e.manager]] if e.manager in self.managers else self.managers.values()
-            for m in ms:
-                job = m.jobs.get(e.job_id)
-                if job is not None: return self.may(request, job, 'view')
-            return False
+            _, job = self.find_live(e.job_id)
+            return job is not None and self.may(request, job, 'view')
         return ok
 
     def scrub(self, request:Request, h:Dict[str, Any]) -> Dict[str, Any]:
