@@ -1,7 +1,7 @@
 """Journal benchmarks: sustained burst throughput of no-op jobs with the SQLite journal on and off (interleaved,
 one run; with the journal, a phase ends when its last transition is written),
 and history queries on a journal of 100,000 jobs. Prints markdown."""
-import asyncio, gc, json, logging, os, statistics, sys, tempfile, time
+import asyncio, gc, logging, os, statistics, sys, tempfile, time
 
 from cjm_workers.core.config import WorkerConfig
 from cjm_workers.core.store import SQLiteJobStore
@@ -67,12 +67,12 @@ def history():
     def iso(s): return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(s)) + '.000000+00:00'
     t = time.perf_counter()
     for start in range(0, N_HISTORY, 5000):
-        rows = [{'id': f'job{i:06d}', 'plugin_id': plugins[i % 4], 'status': statuses[i % 10], 'priority': 0,
+        jobs = [{'id': f'job{i:06d}', 'plugin_id': plugins[i % 4], 'status': statuses[i % 10], 'priority': 0,
                  'created_at': iso(t0 + i), 'started_at': iso(t0 + i), 'completed_at': iso(t0 + i + 1), 'error': None,
-                 'worker_pid': 1000, 'attempt': 1, 'record': json.dumps({'id': f'job{i:06d}', 'result': {'text': 'x' * 50}}),
-                 'plugin_name': plugins[i % 4], 'needs': '[]', 'payload': b'x' * 100, 'job_class': None}
+                 'worker_pid': 1000, 'attempt': 1, 'result': {'text': 'x' * 50}}
                 for i in range(start, start + 5000)]
-        store.write('demo', rows, [(f'job{i:06d}', False, 'streamed text ' * 5) for i in range(start, start + 5000, 10)])
+        requests = {j['id']: (j['plugin_id'], b'x' * 100, [], None) for j in jobs}
+        store.write('demo', jobs, requests, [(f'job{i:06d}', False, 'streamed text ' * 5) for i in range(start, start + 5000, 10)])
     fill = time.perf_counter() - t
     def timed(f, n=20):
         ts = []

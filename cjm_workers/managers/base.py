@@ -19,7 +19,7 @@ from ..core.config import RestartPolicy, WorkerConfig
 from ..core.errors import ParameterError
 from ..core.events import EventBroadcaster
 from ..core.params import check_param_spec, validate_params
-from ..core.store import JobStore, open_store
+from ..core.store import JOB_COLUMNS, JobStore, open_store
 from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType,
                                        WorkerResult, WorkerStreamChunk, new_request_id)
 from ..core.worker import describe_error
@@ -1203,7 +1203,9 @@ def restore_job(self:BaseJobManager, record:Dict[str, Any], job_class:Optional[s
 
 @patch
 def _job_from_row(self:BaseJobManager, row:Dict[str, Any]) -> BaseJob:
-    job = self.restore_job(json.loads(row['record'] or '{}') or {'id': row['id'], 'plugin_id': row['plugin_id']}, row.get('job_class'))
+    record = {f: row[f] for f in JOB_COLUMNS if f in row}
+    record.update(json.loads(row['record'] or '{}'))  # records written before the columns were left out repeat them
+    job = self.restore_job(record, row.get('job_class'))
     if row.get('output'): job.output_chunks = [row['output']]
     return job
 

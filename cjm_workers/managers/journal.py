@@ -6,7 +6,7 @@
 __all__ = ['log', 'OUTPUT_CUT', 'job_class_path', 'Journal']
 
 # %% ../../nbs/17_journal.ipynb #e516a8df
-import json, logging, queue, threading, time
+import logging, queue, threading, time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..core.store import JobStore
@@ -14,7 +14,6 @@ from ..core.store import JobStore
 log = logging.getLogger(__name__)
 
 # %% ../../nbs/17_journal.ipynb #9c3ed68f
-_json = json.JSONEncoder(default=repr, ensure_ascii=False).encode  # one encoder for every row: cheaper than json.dumps
 OUTPUT_CUT = "\n[… output cut here: the journal keeps {cap:,} characters per job]"
 _TERMINAL = frozenset({'completed', 'failed', 'cancelled', 'interrupted'})
 
@@ -28,37 +27,40 @@ class Journal:
         self.retention_seconds, self.max_jobs = retention_seconds, max_jobs
         self._q: "queue.SimpleQueue" = queue.SimpleQueue()
         self._urgent = threading.Event()      # flush() and stop() cut the batching window short
+        self._requests: Dict[str, tuple] = {} # job id -> its execute request, from the loop to the thread
         self._outs: Dict[str, list] = {}      # job id -> [output list written from, pieces written, chars written, cut]
-        self._unwritten: Dict[str, list] = {} # a failed batch, merged into the next one
+        self._unwritten: tuple = ({}, {}, set())  # a failed batch (jobs, queued, waiting), merged into the next one
         self.error: Optional[str] = None      # the last write error, until a write succeeds again
         self.rows_written = self.batches = self.failed_batches = 0
         self._thread: Optional[threading.Thread] = None
         self._last_prune = 0.0
 
-    # -- called on the event loop: never blocks
+    # -- called on the event loop: never blocks. A job goes on the queue as itself, with no allocation on the loop;
+    # everything else as a (kind, job, argument) tuple.
     def job(self, job, queued:Optional[tuple]=None) -> None:
         "Journal the job's current state; `queued` = (plugin name, execute payload, needs) when it is first queued."
-        self._q.put((job, queued))
+        if queued is not None: self._requests[job.id] = queued  # before the job is queued: the thread finds it there
+        self._q.put(job)
 
     def keep_waiting(self, job) -> None:
         "Journal the job as still waiting, whatever this process did with it (a shutdown cancels waiting jobs)."
-        self._q.put((job, 'waiting'))
+        self._q.put(('waiting', job, None))
 
-    def forget(self, job_ids:List[str]) -> None: self._q.put(('forget', job_ids))
+    def forget(self, job_ids:List[str]) -> None: self._q.put(('forget', None, job_ids))
     def forget_finished(self, before:str) -> None:
         "Delete the jobs that finished before `before` (ISO time)."
-        self._q.put(('forget_finished', before))
+        self._q.put(('forget_finished', None, before))
 
     def flush(self) -> threading.Event:
         "Write everything handed over so far now; the returned event is set once it is written (or has failed)."
         done = threading.Event()
-        self._q.put(('flush', done))
+        self._q.put(('flush', None, done))
         self._urgent.set()
         return done
 
     def status(self) -> Dict[str, Any]:
         return {'ok': self.error is None, 'error': self.error, 'rows_written': self.rows_written,
-                'failed_batches': self.failed_batches, 'waiting': self._q.qsize() + len(self._unwritten)}
+                'failed_batches': self.failed_batches, 'waiting': self._q.qsize() + len(self._unwritten[0])}
 
     # -- the writer thread
     def start(self) -> None:
@@ -68,7 +70,7 @@ class Journal:
     def stop(self, timeout:float=10.0) -> bool:
         "Write what is left, then end the thread (blocking: call it in a thread). False if it did not finish in time."
         if self._thread is None: return True
-        self._q.put(('stop', None))
+        self._q.put(('stop', None, None))
         self._urgent.set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -88,25 +90,35 @@ class Journal:
             stop = self._write(items)
 
     def _write(self, items) -> bool:
-        jobs, forget, waiters, stop, before = self._unwritten, [], [], False, None
-        self._unwritten = {}
-        for a, b in items:
-            if a == 'flush': waiters.append(b)
-            elif a == 'stop': stop = True
-            elif a == 'forget': forget += b
-            elif a == 'forget_finished': before = b
-            else:
-                entry = jobs.get(a.id)
-                if entry is None: jobs[a.id] = [a, b, b == 'waiting']
-                else:
-                    if b is not None and b != 'waiting': entry[1] = b
-                    entry[2] = b == 'waiting'  # the last word decides
+        # the latest state of each job touched (one row per job and batch), without a container per job: objects
+        # that live through a batch would be promoted by the GC and make the full collections, which stop the event
+        # loop too, come several times as often
+        jobs, queued, waiting = self._unwritten
+        self._unwritten = ({}, {}, set())
+        forget, waiters, stop, before = [], [], False, None
+        stash = self._requests
+        for item in items:
+            if type(item) is not tuple:
+                jobs[item.id] = item
+                if stash:
+                    q = stash.pop(item.id, None)
+                    if q is not None: queued[item.id] = q
+                if waiting: waiting.discard(item.id)
+                continue
+            kind, job, arg = item
+            if job is not None:  # kept waiting
+                jobs[job.id] = job
+                waiting.add(job.id)
+            elif kind == 'flush': waiters.append(arg)
+            elif kind == 'stop': stop = True
+            elif kind == 'forget': forget += arg
+            elif kind == 'forget_finished': before = arg
         if jobs:
             try:
-                rows, outputs = self._rows(jobs.values())
-                self.store.write(self.owner, rows, outputs)
+                rows, requests, outputs = self._rows(jobs, queued, waiting)
+                self.store.write(self.owner, rows, requests, outputs)
             except Exception as e:
-                self._unwritten = jobs  # the next batch tries again
+                self._unwritten = (jobs, queued, waiting)  # the next batch tries again
                 self.failed_batches += 1
                 if self.error is None: log.error("journal %s: writing %d jobs failed: %s", self.owner, len(jobs), e)
                 self.error = f"{type(e).__name__}: {e}"
@@ -116,8 +128,9 @@ class Journal:
                 self.error = None
                 self.rows_written += len(rows)
                 self.batches += 1
-                for job, _, _ in jobs.values():
-                    if job.status in _TERMINAL: self._outs.pop(job.id, None)
+                if self._outs:
+                    for job in jobs.values():
+                        if job.status in _TERMINAL: self._outs.pop(job.id, None)
         if forget:
             for j in forget: self._outs.pop(j, None)
             try: self.store.delete(self.owner, forget)
@@ -129,28 +142,26 @@ class Journal:
         for w in waiters: w.set()
         return stop
 
-    def _rows(self, entries) -> Tuple[list, list]:
+    def _rows(self, jobs, queued, waiting) -> Tuple[list, dict, list]:
+        "What `JobStore.write` takes: each job's fields, the requests of jobs first queued, the output to append."
         rows, outputs = [], []
-        for i, (job, queued, waiting) in enumerate(entries):
-            # hand the GIL to the event loop every few rows, rather than make it wait a whole switch interval (5 ms)
+        for i, job in enumerate(jobs.values()):
+            # hand the GIL to the event loop every few jobs, rather than make it wait a whole switch interval (5 ms)
             if i % 32 == 31: time.sleep(0)
-            if queued == 'waiting': queued = None
-            try:
-                rec = job.__dict__.copy()  # a tenth of to_dict's time
-                del rec['output_chunks']
-            except (AttributeError, KeyError): rec = {**job.to_dict(), 'traceback': job.traceback}  # a dataclass with __slots__
-            rec['attempts'] = list(job.attempts)
-            if waiting: rec.update(status='pending', completed_at=None, error=None)
-            row = {'id': job.id, 'plugin_id': job.plugin_id, 'status': rec['status'], 'priority': job.priority,
-                   'created_at': job.created_at, 'started_at': job.started_at, 'completed_at': rec['completed_at'],
-                   'error': rec['error'], 'worker_pid': job.worker_pid, 'attempt': job.attempt,
-                   'record': _json(rec), 'plugin_name': None, 'needs': None, 'payload': None, 'job_class': None}
-            if queued is not None:
-                row['plugin_name'], row['payload'], row['needs'] = queued[0], queued[1], _json(queued[2]) if queued[2] else '[]'
-                row['job_class'] = job_class_path(job)
-            rows.append(row)
-            self._output(job, outputs)
-        return rows, outputs
+            if job.output_chunks or job.id in waiting:  # the store is given fields without the output
+                try:
+                    fields = job.__dict__.copy()
+                    del fields['output_chunks']
+                except (AttributeError, KeyError):  # no __dict__ (a dataclass with __slots__)
+                    fields = {**job.to_dict(), 'traceback': job.traceback, 'attempts': job.attempts, 'log_tail': job.log_tail}
+                if job.id in waiting: fields.update(status='pending', completed_at=None, error=None)
+                rows.append(fields)
+                self._output(job, outputs)
+            else:
+                rows.append(job)  # serialized as it is, under the GIL: a consistent state without a copy
+                if self._outs: self._output(job, outputs)  # a retry may have started its output over
+        requests = {k: (*q, job_class_path(jobs[k])) for k, q in queued.items()}
+        return rows, requests, outputs
 
     def _output(self, job, outputs):
         chunks = job.output_chunks
