@@ -91,8 +91,8 @@ class Journal:
 
     def _write(self, items) -> bool:
         # the latest state of each job touched (one row per job and batch), without a container per job: objects
-        # that live through a batch would be promoted by the GC and make the full collections, which stop the event
-        # loop too, come several times as often
+        # that live through a batch are promoted by the GC and bring its full collections, which stop the event
+        # loop too, sooner
         jobs, queued, waiting = self._unwritten
         self._unwritten = ({}, {}, set())
         forget, waiters, stop, before = [], [], False, None
