@@ -54,9 +54,12 @@ class JobStore(ABC):
 # %% ../../nbs/16_store.ipynb #fd060969
 _OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
+def _plain(o):  # as orjson does: a dataclass (a job, too) as its fields, anything else unknown as its repr
+    return job_fields(o) if dataclasses.is_dataclass(o) and not isinstance(o, type) else repr(o)
+
 def _tolerant_json(obj) -> str:
     "The standard library's way for what orjson refuses (integers beyond 64 bits, lone surrogates, odd keys)."
-    try: plain = json.loads(json.dumps(obj, default=repr, skipkeys=True), parse_constant=lambda _: None)  # NaN -> null
+    try: plain = json.loads(json.dumps(obj, default=_plain, skipkeys=True), parse_constant=lambda _: None)  # NaN -> null
     except ValueError: plain = repr(obj)  # a circular reference
     return json.dumps(plain, ensure_ascii=False).encode('utf-8', 'replace').decode('utf-8')
 
