@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['log', 'OPEN_STATUSES', 'JOB_COLUMNS', 'ROW_FIELDS', 'Queued', 'StoreError', 'JobStore', 'to_json', 'json_array',
-           'job_fields', 'job_row', 'MemoryJobStore', 'SQLiteJobStore', 'open_store']
+           'job_fields', 'job_columns', 'job_class_path', 'job_row', 'MemoryJobStore', 'SQLiteJobStore', 'open_store']
 
 # %% ../../nbs/16_store.ipynb #ff8f53f8
-import base64, dataclasses, fcntl, json, logging, os, sqlite3, threading, uuid
+import base64, dataclasses, fcntl, functools, json, logging, operator, os, sqlite3, threading, uuid
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -25,7 +25,7 @@ JOB_COLUMNS = ('id', 'plugin_id', 'status', 'priority', 'created_at', 'started_a
                'attempt')  # job fields with a column of their own; `record` holds the others
 ROW_FIELDS = JOB_COLUMNS + ('record', 'plugin_name', 'needs', 'payload', 'job_class')
 
-Queued = Tuple[str, bytes, Any, Optional[str]]  # (plugin name, pickled execute request, resource needs, job class path)
+Queued = Tuple[str, bytes, Any]  # (plugin name, pickled execute request, resource needs)
 
 class JobStore(ABC):
     "Persistent job records; reads return rows: dicts with ROW_FIELDS (`record`: JSON of the other fields; `payload`: bytes)."
@@ -36,7 +36,7 @@ class JobStore(ABC):
     def close(self, owner:str) -> None: "Release the claim."
     @abstractmethod
     def write(self, owner:str, jobs:Sequence[Any], queued:Dict[str, Queued], outputs:Sequence[Tuple[str, bool, str]]) -> None:
-        "Atomically upsert `jobs` (dataclass jobs, whose output is not kept here, or dicts of fields) with the requests of those first queued (by job id; the others keep what is stored), and append output pieces (job_id, reset first, text)."
+        "Atomically upsert `jobs` (dataclass jobs, whose output is not kept here, or dicts of fields, which may name their class as `job_class`) with the requests of those first queued (by job id; the others keep what is stored), and append output pieces (job_id, reset first, text)."
     @abstractmethod
     def open_jobs(self, owner:str) -> List[Dict[str, Any]]: "Pending and running jobs, in submission order, with payloads."
     @abstractmethod
@@ -91,18 +91,51 @@ def _release_in_process(store, owner):
 
 def _job_id(job) -> str: return job['id'] if isinstance(job, dict) else job.id
 
+_NOT_RECORDED = frozenset(JOB_COLUMNS + ('job_class',))
+_getters: Dict[type, tuple] = {}  # job class -> how `job_fields` and `job_columns` read its jobs (see `_getter`)
+
+def _values(names): return operator.attrgetter(*names) if len(names) > 1 else lambda j: tuple(getattr(j, n) for n in names)
+
+def _getter(cls) -> tuple:
+    "(field names, a getter of their values, a getter of the column values or None, record field names, their getter)"
+    g = _getters.get(cls)
+    if g is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name != 'output_chunks')
+        rec = tuple(n for n in names if n not in _NOT_RECORDED)
+        cols = _values(JOB_COLUMNS) if set(JOB_COLUMNS) <= set(names) else None
+        g = _getters[cls] = (names, _values(names), cols, rec, _values(rec))
+    return g
+
+# Not `job.__dict__` (nor orjson's own dataclass support, which reads it): that would give each job a dict of its
+# own for the rest of its life, and the GC more long-lived objects, which bring its full collections sooner.
 def job_fields(job) -> Dict[str, Any]:
     "A job given to `write` as a dict of its fields, without its output."
     if isinstance(job, dict): return job
-    return {f.name: getattr(job, f.name) for f in dataclasses.fields(job) if f.name != 'output_chunks'}
+    g = _getter(type(job))
+    return dict(zip(g[0], g[1](job)))
+
+def job_columns(job) -> Tuple[tuple, Dict[str, Any]]:
+    "A job given to `write` as (its JOB_COLUMNS values, a dict of the fields `record` holds)."
+    if not isinstance(job, dict):
+        g = _getters.get(type(job)) or _getter(type(job))
+        if g[2] is not None: return g[2](job), dict(zip(g[3], g[4](job)))
+        job = job_fields(job)
+    return tuple(job.get(c) for c in JOB_COLUMNS), {k: v for k, v in job.items() if k not in _NOT_RECORDED}
+
+@functools.lru_cache(maxsize=None)
+def _class_path(cls) -> str: return f"{cls.__module__}:{cls.__qualname__}"
+
+def job_class_path(job) -> Optional[str]:
+    "'module:qualname' of a job given to `write`, which a restart rebuilds it as; a dict of fields says it as `job_class`."
+    return job.get('job_class') if isinstance(job, dict) else _class_path(type(job))
 
 def job_row(job, queued:Optional[Queued]) -> Dict[str, Any]:
     "The row a store keeps for a job given to `write`."
-    fields = job_fields(job)
-    row = {f: fields.get(f) for f in JOB_COLUMNS}
-    row['record'] = to_json({k: v for k, v in fields.items() if k not in JOB_COLUMNS})
-    name, payload, needs, job_class = queued or (None, None, None, None)
-    row.update(plugin_name=name, payload=payload, needs=None if queued is None else to_json(list(needs or ())), job_class=job_class)
+    columns, record = job_columns(job)
+    row = dict(zip(JOB_COLUMNS, columns))
+    row['record'] = to_json(record)
+    if queued is None: row.update(plugin_name=None, payload=None, needs=None, job_class=None)
+    else: row.update(plugin_name=queued[0], payload=queued[1], needs=to_json(queued[2] or ()), job_class=job_class_path(job))
     return row
 
 class MemoryJobStore(JobStore):
@@ -178,28 +211,51 @@ CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (owner, status, seq);
 CREATE INDEX IF NOT EXISTS jobs_plugin ON jobs (owner, plugin_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (owner, created_at);
-CREATE INDEX IF NOT EXISTS jobs_completed ON jobs (owner, completed_at) WHERE completed_at IS NOT NULL;
+DROP INDEX IF EXISTS jobs_completed;  -- earlier versions': written at every finish, for a prune that jobs_created serves
 CREATE TABLE IF NOT EXISTS outputs (owner TEXT NOT NULL, job_id TEXT NOT NULL, n INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT);
 CREATE INDEX IF NOT EXISTS outputs_job ON outputs (owner, job_id, n);
 """
-# A batch goes to SQLite as one JSON text per statement, and SQLite takes it apart without holding the GIL; binding
-# each row's parameters (executemany) would pass the GIL back and forth twice per row, each time delaying the loop.
-_J = "json_extract(value, '$[0].{}')"
-_UPSERT_JSON = f"""INSERT INTO jobs (owner, {', '.join(ROW_FIELDS)})
-SELECT ?, {', '.join(_J.format(f) for f in JOB_COLUMNS)},
-    json_remove(json_extract(value, '$[0]'), {', '.join(f"'$.{f}'" for f in JOB_COLUMNS + ('output_chunks',))}),
-    json_extract(value, '$[1][0]'), json_extract(value, '$[1][2]'), json_extract(value, '$[1][1]'), json_extract(value, '$[1][3]')
-FROM json_each(?) WHERE true
-ON CONFLICT (owner, id) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in ROW_FIELDS if f != 'id' and f not in _KEPT)},
-    {', '.join(f'{f} = COALESCE(excluded.{f}, jobs.{f})' for f in _KEPT)}"""
+# A batch goes to SQLite in statements of up to 256 rows (`INSERT … VALUES (…), (…) … ON CONFLICT DO UPDATE`): the
+# parameters are bound in one pass of C code, and SQLite then upserts every row without holding the GIL. Binding a
+# row at a time (executemany) would pass the GIL back and forth twice per row, each time delaying the event loop;
+# one JSON text per statement, taken apart by SQLite, costs SQLite twice the CPU. Updates, which keep the stored
+# request, go in statements of their own with fewer parameters.
+_REQUEST_FIELDS = ('plugin_name', 'payload', 'needs', 'job_class')
+assert set(_REQUEST_FIELDS) == set(_KEPT)
+_QUEUED_FIELDS, _UPDATE_FIELDS = JOB_COLUMNS + ('record',) + _REQUEST_FIELDS, JOB_COLUMNS + ('record',)
+_SIZES = (256, 64, 16, 4, 1)  # rows per statement: a few shapes, each prepared once (sqlite3 caches statements)
+
+_SET_ONCE = ('id', 'plugin_id', 'created_at')  # never change: an update that set them would rewrite their index entries
+
+@functools.lru_cache(maxsize=None)
+def _upsert_sql(fields:tuple, n:int) -> str:
+    row = f"({', '.join('?' * (len(fields) + 1))})"
+    return (f"INSERT INTO jobs (owner, {', '.join(fields)}) VALUES {', '.join([row] * n)} "
+            f"ON CONFLICT (owner, id) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in fields if f not in _SET_ONCE)}")
+
+def _params(owner, jobs, queued) -> list:
+    "The parameters of an upsert of `jobs` (with their requests, when `queued` is given), flat, as `_upsert_sql` lays them out."
+    params = []
+    for j in jobs:
+        columns, record = job_columns(j)
+        params.append(owner)
+        params += columns
+        params.append(to_json(record))
+        if queued is not None:
+            q = queued[_job_id(j)]
+            params += (q[0], q[1], to_json(q[2] or ()), job_class_path(j))
+    return params
+
+def _bindable(v):
+    "A value SQLite can store, for one it refused: text (a lone surrogate becomes '?') or JSON."
+    if isinstance(v, str): return v.encode('utf-8', 'replace').decode('utf-8')
+    return v if v is None or type(v) in (float, bytes) or (type(v) is int and -2**63 <= v < 2**63) else to_json(v)
+
 _APPEND_JSON = "INSERT INTO outputs (owner, job_id, text) SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
 _LIST_FIELDS = ', '.join(f for f in ROW_FIELDS if f != 'payload')
-_CHUNK = 256  # jobs per statement: encoding one chunk holds the GIL for a fraction of a millisecond
+_CHUNK = 256  # output pieces per statement
 
-def _queued_json(q):  # JSON holds no bytes: the payload travels (and is stored) as base64 text
-    return None if q is None else (q[0], base64.b64encode(q[1]).decode('ascii'), list(q[2] or ()), q[3])
-
-def _payload(p): return base64.b64decode(p) if isinstance(p, str) else p
+def _payload(p): return base64.b64decode(p) if isinstance(p, str) else p  # base64 text: written by an earlier version
 
 class SQLiteJobStore(JobStore):
     "Jobs in an SQLite file (WAL mode), or `':memory:'` for tests; one connection per thread."
@@ -271,9 +327,19 @@ class SQLiteJobStore(JobStore):
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         try:
-            for i in range(0, len(jobs), _CHUNK):
-                chunk = [(j, _queued_json(queued.get(_job_id(j)))) for j in jobs[i:i + _CHUNK]]
-                c.execute(_UPSERT_JSON, (owner, json_array(chunk)))
+            # within a batch, the jobs first queued are numbered (`seq`) first; a list of references is all that is
+            # kept per job here: anything more would live while SQLite works, and the GC would promote it
+            first = [j for j in jobs if _job_id(j) in queued] if queued else ()
+            later = [j for j in jobs if _job_id(j) not in queued] if first else jobs
+            for group, fields, requests in ((first, _QUEUED_FIELDS, queued), (later, _UPDATE_FIELDS, None)):
+                i = 0
+                while i < len(group):
+                    n = next(size for size in _SIZES if size <= len(group) - i)
+                    sql, params = _upsert_sql(fields, n), _params(owner, group[i:i + n], requests)
+                    try: c.execute(sql, params)
+                    except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError, UnicodeEncodeError):
+                        c.execute(sql, [_bindable(v) for v in params])  # a column value SQLite cannot take as it is
+                    i += n
             resets = [j for j, reset, _ in outputs if reset]
             if resets: c.execute("DELETE FROM outputs WHERE owner = ? AND job_id IN (SELECT value FROM json_each(?))", (owner, to_json(resets)))
             texts = [(j, t) for j, _, t in outputs if t]
@@ -335,8 +401,9 @@ class SQLiteJobStore(JobStore):
         c = self._conn()
         doomed = []
         if older_than is not None:
-            doomed += [r[0] for r in c.execute("SELECT id FROM jobs WHERE owner = ? AND completed_at IS NOT NULL AND completed_at < ? "
-                                               "AND status NOT IN (?, ?)", (owner, older_than, *OPEN_STATUSES))]
+            # a job completes after it is created: the created_at index finds the candidates
+            doomed += [r[0] for r in c.execute("SELECT id FROM jobs WHERE owner = ?1 AND created_at < ?2 AND completed_at < ?2 "
+                                               "AND status NOT IN (?3, ?4)", (owner, older_than, *OPEN_STATUSES))]
         if keep is not None:
             doomed += [r[0] for r in c.execute("SELECT id FROM jobs WHERE owner = ? AND status NOT IN (?, ?) ORDER BY seq DESC "
                                                "LIMIT -1 OFFSET ?", (owner, *OPEN_STATUSES, int(keep)))]

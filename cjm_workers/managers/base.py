@@ -51,9 +51,11 @@ def utc_now_iso() -> str:
     return utc_iso()
 
 def new_job_id() -> str:
-    "A fresh unique job id: a random UUID (version 4) as 32 hex digits."
-    b = bytearray(os.urandom(16))  # what uuid.uuid4().hex makes, in a third of the time
-    b[6], b[8] = (b[6] & 0x0F) | 0x40, (b[8] & 0x3F) | 0x80
+    "A fresh unique job id: a UUID version 7 (RFC 9562: the time in ms, then 74 random bits) as 32 hex digits."
+    # time first, so ids sort by creation: a journal then adds each new job at the end of its id index, where random
+    # ids (version 4) would change a random page of it per job, which SQLite writes out whole (3-5 KB per job)
+    b = bytearray((time.time_ns() // 1_000_000).to_bytes(6, 'big') + os.urandom(10))
+    b[6], b[8] = (b[6] & 0x0F) | 0x70, (b[8] & 0x3F) | 0x80
     return b.hex()
 
 @dataclass
@@ -621,8 +623,9 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
     except Exception as e:
         self._finish(job, FAILED, error=f"job parameters cannot be sent to a worker: {describe_error(e)}")
         return job
-    self._queue.push(job.id, (name, payload), job.priority, needs)
-    if self._journal is not None: self._journal.job(job, (name, payload, needs))
+    request = (name, payload, needs)  # one tuple for the queue, the worker's current job and the journal
+    self._queue.push(job.id, request, job.priority, needs)
+    if self._journal is not None: self._journal.job(job, request)
     self._emit_job('queued', job)
     self._dispatch()
     return job
@@ -659,7 +662,8 @@ def _dispatch(self:BaseJobManager):
         if not idle: return
         taken = q.pop_best(self.resource_pool.available if self.resource_pool is not None else None)
         if taken is None: return  # everything waiting needs a resource that is taken
-        job_id, (name, payload), needs = taken
+        job_id, request, needs = taken
+        name, payload = request[0], request[1]
         if needs: self.resource_pool.acquire(needs)
         h = idle[0]
         if name not in h.loaded:
@@ -669,7 +673,7 @@ def _dispatch(self:BaseJobManager):
                     break
         # the job is the worker's current one from now until its result or the worker's end
         job = self.jobs[job_id]
-        h.state, h.current_job_id, h.current = "busy", job_id, (name, payload, needs)
+        h.state, h.current_job_id, h.current = "busy", job_id, request
         h.busy_since = time.monotonic()
         job.worker_pid = h.pid
         job.attempt += 1
@@ -832,7 +836,7 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
 @patch
 def _retry(self:BaseJobManager, job:BaseJob, error:str, h:Optional[WorkerHandle]):
     "Put a job back after a failed attempt, once its backoff delay has passed."
-    name, payload, needs = h.current
+    request = h.current
     delay = self.worker_config.retry_delay(job.attempt)
     job.status, job.worker_pid, job.progress = PENDING, None, None
     job.status_message = f"attempt {job.attempt} failed: {error}; retrying in {delay:g} s"
@@ -840,7 +844,7 @@ def _retry(self:BaseJobManager, job:BaseJob, error:str, h:Optional[WorkerHandle]
     def requeue():
         self._retry_timers.pop(job.id, None)
         if job.is_terminal: return
-        self._queue.push(job.id, (name, payload), job.priority, needs)
+        self._queue.push(job.id, request, job.priority, request[2])
         self._dispatch()
     self._retry_timers[job.id] = self._loop.call_later(delay, requeue)
     if self._journal is not None: self._journal.job(job)
@@ -1230,7 +1234,7 @@ def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
     if was_running: self._end_attempt(job, job.worker_pid, "interrupted: the app stopped while the job was running")
     job.status, job.worker_pid, job.progress = PENDING, None, None
     needs = needs_key(needs)
-    self._queue.push(job.id, (row['plugin_name'], row['payload']), job.priority, needs)
+    self._queue.push(job.id, (row['plugin_name'], row['payload'], needs), job.priority, needs)
     self._journal.job(job)
     self._emit_job('queued', job)
     return PENDING
