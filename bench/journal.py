@@ -3,6 +3,8 @@ one run; with the journal, a phase ends when its last transition is written),
 and history queries on a journal of 100,000 jobs. Prints markdown."""
 import asyncio, gc, logging, os, statistics, sys, tempfile, time
 
+import psutil
+
 from cjm_workers.core.config import WorkerConfig
 from cjm_workers.core.store import SQLiteJobStore
 from cjm_workers.demo.plugins import DemoJobManager
@@ -23,15 +25,22 @@ async def phase(m):
     return PHASE * N_BURST / (time.perf_counter() - t)
 
 
-async def single_burst(m, count=BIG_BURST, plugin='noop', **params):
+def cpu_seconds(procs): return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+async def single_burst(m, count=BIG_BURST, plugin='noop', cpu=None, **params):
     "Jobs/s for one burst of `count` jobs, until the last job completes (the journal still writing behind)."
     for k in [k for k, j in m.jobs.items() if j.is_terminal]: del m.jobs[k]
     gc.collect()
+    app, workers = psutil.Process(), [psutil.Process(w['pid']) for w in m.health()['workers'] if w['pid']]
+    c_app, c_workers = cpu_seconds([app]), cpu_seconds(workers)
     t = time.perf_counter()
     jobs = [await m.start_job(plugin, **params) for _ in range(count)]
     for j in jobs: await m.wait_for_job(j.id)
     rate = count / (time.perf_counter() - t)
     await m.flush_journal(60)  # not counted, but done before anything else is timed
+    if cpu is not None:  # CPU µs per job, the journal's writing included: the app process, and its workers
+        cpu.append(((cpu_seconds([app]) - c_app) / count * 1e6, (cpu_seconds(workers) - c_workers) / count * 1e6))
     return rate
 
 
@@ -44,9 +53,9 @@ async def throughput(workers):
     r_off, r_on = [], []
     for i in range(N_REPEAT):  # interleaved, each first in turn, so both see the same machine
         for m in ((off, on) if i % 2 else (on, off)): (r_off if m is off else r_on).append(await phase(m))
-    b_off, b_on = [], []
+    b_off, b_on, cpu = [], [], {off: [], on: []}
     for i in range(N_REPEAT):
-        for m in ((off, on) if i % 2 else (on, off)): (b_off if m is off else b_on).append(await single_burst(m))
+        for m in ((off, on) if i % 2 else (on, off)): (b_off if m is off else b_on).append(await single_burst(m, cpu=cpu[m]))
     written = on.health()['journal']['rows_written']
     c_off, c_on = [], []
     if workers == 1:  # short CPU-bound jobs that report progress: count_primes to 3,000 (~0.3 ms, 50 reports)
@@ -54,8 +63,9 @@ async def throughput(workers):
             for m in ((off, on) if i % 2 else (on, off)):
                 (c_off if m is off else c_on).append(await single_burst(m, 3000, 'count_primes', n=3000))
     await asyncio.gather(off.shutdown(), on.shutdown())
+    cpu = {k: tuple(statistics.median(x[i] for x in v) for i in (0, 1)) for k, v in cpu.items()}
     return (statistics.median(r_off), statistics.median(r_on), written, statistics.median(b_off), statistics.median(b_on),
-            c_off and statistics.median(c_off), c_on and statistics.median(c_on))
+            c_off and statistics.median(c_off), c_on and statistics.median(c_on), cpu[off], cpu[on])
 
 
 def history():
@@ -92,8 +102,8 @@ def history():
 
 
 async def main():
-    off1, on1, written1, boff1, bon1, coff, con = await throughput(1)
-    off2, on2, written2, boff2, bon2, _, _ = await throughput(2)
+    off1, on1, written1, boff1, bon1, coff, con, cpu_off1, cpu_on1 = await throughput(1)
+    off2, on2, written2, boff2, bon2, _, _, cpu_off2, cpu_on2 = await throughput(2)
     fill, hist = history()
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; SQLite journal in WAL mode, flushed every 50 ms\n")
     print("| figure | journal off | journal on | cost |\n|---|---|---|---|")
@@ -106,6 +116,12 @@ async def main():
               f"median of {N_REPEAT} | {off:,.0f} jobs/s | {on:,.0f} jobs/s | {(1 - on / off) * 100:.0f}% (target ≤ 20%) |")
     print(f"| one burst of 3,000 short CPU jobs (count_primes to 3,000: ~0.3 ms, 50 progress reports each), 1 worker, "
           f"median of {N_REPEAT} | {coff:,.0f} jobs/s | {con:,.0f} jobs/s | {(1 - con / coff) * 100:.0f}% |")
+    print(f"\nCPU per job in the {BIG_BURST:,}-job bursts (medians), the journal's writing included; the cost a CPU-bound "
+          "machine cannot hide is the journal's extra CPU over the whole:\n")
+    print("| workers | journal off: app + workers | journal on: app + workers | extra CPU per job | its share of the whole |\n|---|---|---|---|---|")
+    for n, (a0, w0), (a1, w1) in ((1, cpu_off1, cpu_on1), (2, cpu_off2, cpu_on2)):
+        print(f"| {n} | {a0:.0f} + {w0:.0f} µs | {a1:.0f} + {w1:.0f} µs | {a1 + w1 - a0 - w0:.0f} µs | "
+              f"{(1 - (a0 + w0) / (a1 + w1)) * 100:.0f}% |")
     print(f"\nHistory on a journal of {N_HISTORY:,} jobs (filled in {fill:.1f} s); median query times:\n")
     print("| query | time |\n|---|---|")
     for k, v in hist.items(): print(f"| {k} | {v * 1e3:.2f} ms |")
