@@ -7,7 +7,7 @@ __all__ = ['log', 'OPEN_STATUSES', 'JOB_COLUMNS', 'ROW_FIELDS', 'Queued', 'Store
            'job_fields', 'job_columns', 'job_class_path', 'job_row', 'MemoryJobStore', 'SQLiteJobStore', 'open_store']
 
 # %% ../../nbs/16_store.ipynb #ff8f53f8
-import base64, dataclasses, fcntl, functools, json, logging, operator, os, sqlite3, threading, uuid
+import base64, dataclasses, datetime, enum, fcntl, functools, json, logging, operator, os, sqlite3, threading, uuid
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -54,8 +54,13 @@ class JobStore(ABC):
 # %% ../../nbs/16_store.ipynb #fd060969
 _OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
-def _plain(o):  # as orjson does: a dataclass (a job, too) as its fields, anything else unknown as its repr
-    return job_fields(o) if dataclasses.is_dataclass(o) and not isinstance(o, type) else repr(o)
+def _plain(o):  # as orjson writes them: dates as ISO text, a dataclass (a job, too) as its fields, and so on
+    if isinstance(o, (datetime.date, datetime.time)): return o.isoformat()
+    if isinstance(o, enum.Enum): return o.value
+    if isinstance(o, uuid.UUID): return str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type): return job_fields(o)
+    if type(o).__module__ == 'numpy' and hasattr(o, 'tolist'): return o.tolist()
+    return repr(o)
 
 def _tolerant_json(obj) -> str:
     "The standard library's way for what orjson refuses (integers beyond 64 bits, lone surrogates, odd keys)."
