@@ -20,7 +20,7 @@ class StoreError(RuntimeError):
     "A job store cannot be used: corrupt, unwritable, or owned by another live manager."
 
 OPEN_STATUSES = ('pending', 'running')
-_KEPT = ('payload', 'plugin_name', 'needs', 'job_class')  # known when a job is queued; an update without them keeps them
+_KEPT = ('plugin_name', 'payload', 'needs', 'job_class')  # known when a job is queued; an update without them keeps them
 JOB_COLUMNS = ('id', 'plugin_id', 'status', 'priority', 'created_at', 'started_at', 'completed_at', 'error', 'worker_pid',
                'attempt')  # job fields with a column of their own; `record` holds the others
 ROW_FIELDS = JOB_COLUMNS + ('record', 'plugin_name', 'needs', 'payload', 'job_class')
@@ -225,9 +225,7 @@ CREATE INDEX IF NOT EXISTS outputs_job ON outputs (owner, job_id, n);
 # row at a time (executemany) would pass the GIL back and forth twice per row, each time delaying the event loop;
 # one JSON text per statement, taken apart by SQLite, costs SQLite twice the CPU. Updates, which keep the stored
 # request, go in statements of their own with fewer parameters.
-_REQUEST_FIELDS = ('plugin_name', 'payload', 'needs', 'job_class')
-assert set(_REQUEST_FIELDS) == set(_KEPT)
-_QUEUED_FIELDS, _UPDATE_FIELDS = JOB_COLUMNS + ('record',) + _REQUEST_FIELDS, JOB_COLUMNS + ('record',)
+_QUEUED_FIELDS, _UPDATE_FIELDS = JOB_COLUMNS + ('record',) + _KEPT, JOB_COLUMNS + ('record',)
 _SIZES = (256, 64, 16, 4, 1)  # rows per statement: a few shapes, each prepared once (sqlite3 caches statements)
 
 _SET_ONCE = ('id', 'plugin_id', 'created_at')  # never change: an update that set them would rewrite their index entries
@@ -254,7 +252,7 @@ def _params(owner, jobs, queued) -> list:
 def _bindable(v):
     "A value SQLite can store, for one it refused: text (a lone surrogate becomes '?') or JSON."
     if isinstance(v, str): return v.encode('utf-8', 'replace').decode('utf-8')
-    return v if v is None or type(v) in (float, bytes) or (type(v) is int and -2**63 <= v < 2**63) else to_json(v)
+    return v if v is None or type(v) in (float, bytes, bool) or (type(v) is int and -2**63 <= v < 2**63) else to_json(v)
 
 _APPEND_JSON = "INSERT INTO outputs (owner, job_id, text) SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)"
 _LIST_FIELDS = ', '.join(f for f in ROW_FIELDS if f != 'payload')
