@@ -930,8 +930,8 @@ def get_all_jobs(self:BaseJobManager) -> List[JobType]:
 
 @patch
 def get_job_result(self:BaseJobManager, job_id:str) -> Optional[Dict[str, Any]]:
-    "Get job result."
-    job = self.jobs.get(job_id)
+    "Get job result; like `get_job`, from the journal for finished jobs of earlier runs."
+    job = self.get_job(job_id)
     return job.result if job else None
 
 @patch
