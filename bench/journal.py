@@ -12,6 +12,12 @@ from cjm_workers.demo.plugins import DemoJobManager
 N_BURST, PHASE, N_REPEAT, N_HISTORY, BIG_BURST = 1000, 5, 5, 100_000, 10_000
 
 
+class RowsOnlyStore(SQLiteJobStore):
+    "Diagnostic: builds each batch's statements as the SQLite store does, then stores nothing; SQLite's CPU taken away."
+    def write(self, owner, jobs, queued, outputs):
+        for _ in self._job_statements(owner, jobs, queued): pass
+
+
 async def phase(m):
     "Jobs/s over PHASE bursts of N_BURST no-op jobs back to back; with a journal, until its last write is done."
     # the same starting point every time: finished jobs out of memory (not out of the journal), a fresh GC
@@ -53,9 +59,14 @@ async def throughput(workers):
     r_off, r_on = [], []
     for i in range(N_REPEAT):  # interleaved, each first in turn, so both see the same machine
         for m in ((off, on) if i % 2 else (on, off)): (r_off if m is off else r_on).append(await phase(m))
-    b_off, b_on, cpu = [], [], {off: [], on: []}
-    for i in range(N_REPEAT):
-        for m in ((off, on) if i % 2 else (on, off)): (b_off if m is off else b_on).append(await single_burst(m, cpu=cpu[m]))
+    rows = DemoJobManager('rows', worker_config=WorkerConfig(max_workers=workers), job_store=RowsOnlyStore(f"{d}/rows.db"))
+    await rows.start()
+    await single_burst(rows)
+    bursts, cpu = {off: [], on: [], rows: []}, {off: [], on: [], rows: []}
+    for i in range(N_REPEAT):  # each of the three first in turn
+        for m in (off, on, rows)[i % 3:] + (off, on, rows)[:i % 3]: bursts[m].append(await single_burst(m, cpu=cpu[m]))
+    await rows.shutdown()
+    b_off, b_on, b_rows = bursts[off], bursts[on], bursts[rows]
     written = on.health()['journal']['rows_written']
     c_off, c_on = [], []
     if workers == 1:  # short CPU-bound jobs that report progress: count_primes to 3,000 (~0.3 ms, 50 reports)
@@ -65,7 +76,8 @@ async def throughput(workers):
     await asyncio.gather(off.shutdown(), on.shutdown())
     cpu = {k: tuple(statistics.median(x[i] for x in v) for i in (0, 1)) for k, v in cpu.items()}
     return (statistics.median(r_off), statistics.median(r_on), written, statistics.median(b_off), statistics.median(b_on),
-            c_off and statistics.median(c_off), c_on and statistics.median(c_on), cpu[off], cpu[on])
+            c_off and statistics.median(c_off), c_on and statistics.median(c_on), cpu[off], cpu[on],
+            statistics.median(b_rows), cpu[rows])
 
 
 def history():
@@ -102,8 +114,8 @@ def history():
 
 
 async def main():
-    off1, on1, written1, boff1, bon1, coff, con, cpu_off1, cpu_on1 = await throughput(1)
-    off2, on2, written2, boff2, bon2, _, _, cpu_off2, cpu_on2 = await throughput(2)
+    off1, on1, written1, boff1, bon1, coff, con, cpu_off1, cpu_on1, brows1, cpu_rows1 = await throughput(1)
+    off2, on2, written2, boff2, bon2, _, _, cpu_off2, cpu_on2, brows2, cpu_rows2 = await throughput(2)
     fill, hist = history()
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; SQLite journal in WAL mode, flushed every 50 ms\n")
     print("| figure | journal off | journal on | cost |\n|---|---|---|---|")
@@ -114,14 +126,18 @@ async def main():
     for n, off, on in ((1, boff1, bon1), (2, boff2, bon2)):
         print(f"| one burst of {BIG_BURST:,} no-op jobs until they complete (the journal writing behind), {n} worker{'s' * (n > 1)}, "
               f"median of {N_REPEAT} | {off:,.0f} jobs/s | {on:,.0f} jobs/s | {(1 - on / off) * 100:.0f}% (target ≤ 20%) |")
+    for n, off, rows in ((1, boff1, brows1), (2, boff2, brows2)):
+        print(f"| diagnostic: the same burst, {n} worker{'s' * (n > 1)}, with a journal that builds its rows but does not store "
+              f"them (its work under the GIL, without SQLite's) | {off:,.0f} jobs/s | {rows:,.0f} jobs/s | {(1 - rows / off) * 100:.0f}% |")
     print(f"| one burst of 3,000 short CPU jobs (count_primes to 3,000: ~0.3 ms, 50 progress reports each), 1 worker, "
           f"median of {N_REPEAT} | {coff:,.0f} jobs/s | {con:,.0f} jobs/s | {(1 - con / coff) * 100:.0f}% |")
     print(f"\nCPU per job in the {BIG_BURST:,}-job bursts (medians), the journal's writing included; the cost a CPU-bound "
           "machine cannot hide is the journal's extra CPU over the whole:\n")
-    print("| workers | journal off: app + workers | journal on: app + workers | extra CPU per job | its share of the whole |\n|---|---|---|---|---|")
-    for n, (a0, w0), (a1, w1) in ((1, cpu_off1, cpu_on1), (2, cpu_off2, cpu_on2)):
+    print("| workers | journal off: app + workers | journal on: app + workers | extra CPU per job | its share of the whole "
+          "| extra CPU, rows built but not stored |\n|---|---|---|---|---|---|")
+    for n, (a0, w0), (a1, w1), (a2, w2) in ((1, cpu_off1, cpu_on1, cpu_rows1), (2, cpu_off2, cpu_on2, cpu_rows2)):
         print(f"| {n} | {a0:.0f} + {w0:.0f} µs | {a1:.0f} + {w1:.0f} µs | {a1 + w1 - a0 - w0:.0f} µs | "
-              f"{(1 - (a0 + w0) / (a1 + w1)) * 100:.0f}% |")
+              f"{(1 - (a0 + w0) / (a1 + w1)) * 100:.0f}% | {a2 + w2 - a0 - w0:.0f} µs |")
     print(f"\nHistory on a journal of {N_HISTORY:,} jobs (filled in {fill:.1f} s); median query times:\n")
     print("| query | time |\n|---|---|")
     for k, v in hist.items(): print(f"| {k} | {v * 1e3:.2f} ms |")

@@ -330,19 +330,10 @@ class SQLiteJobStore(JobStore):
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         try:
-            # within a batch, the jobs first queued are numbered (`seq`) first; a list of references is all that is
-            # kept per job here: anything more would live while SQLite works, and the GC would promote it
-            first = [j for j in jobs if _job_id(j) in queued] if queued else ()
-            later = [j for j in jobs if _job_id(j) not in queued] if first else jobs
-            for group, fields, requests in ((first, _QUEUED_FIELDS, queued), (later, _UPDATE_FIELDS, None)):
-                i = 0
-                while i < len(group):
-                    n = next(size for size in _SIZES if size <= len(group) - i)
-                    sql, params = _upsert_sql(fields, n), _params(owner, group[i:i + n], requests)
-                    try: c.execute(sql, params)
-                    except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError, UnicodeEncodeError):
-                        c.execute(sql, [_bindable(v) for v in params])  # a column value SQLite cannot take as it is
-                    i += n
+            for sql, params in self._job_statements(owner, jobs, queued):
+                try: c.execute(sql, params)
+                except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError, UnicodeEncodeError):
+                    c.execute(sql, [_bindable(v) for v in params])  # a column value SQLite cannot take as it is
             resets = [j for j, reset, _ in outputs if reset]
             if resets: c.execute("DELETE FROM outputs WHERE owner = ? AND job_id IN (SELECT value FROM json_each(?))", (owner, to_json(resets)))
             texts = [(j, t) for j, _, t in outputs if t]
@@ -351,6 +342,19 @@ class SQLiteJobStore(JobStore):
         except BaseException:
             if c.in_transaction: c.execute("ROLLBACK")  # SQLite may have rolled back already (a full disk does)
             raise
+
+    def _job_statements(self, owner, jobs, queued):
+        "(SQL, parameters) of the upserts that write `jobs`, made one at a time, as they are executed."
+        # within a batch, the jobs first queued are numbered (`seq`) first; a list of references is all that is
+        # kept per job here: anything more would live while SQLite works, and the GC would promote it
+        first = [j for j in jobs if _job_id(j) in queued] if queued else ()
+        later = [j for j in jobs if _job_id(j) not in queued] if first else jobs
+        for group, fields, requests in ((first, _QUEUED_FIELDS, queued), (later, _UPDATE_FIELDS, None)):
+            i = 0
+            while i < len(group):
+                n = next(size for size in _SIZES if size <= len(group) - i)
+                yield _upsert_sql(fields, n), _params(owner, group[i:i + n], requests)
+                i += n
 
     def _rows(self, cur) -> List[Dict[str, Any]]:
         names = [d[0] for d in cur.description]
