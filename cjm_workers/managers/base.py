@@ -759,8 +759,8 @@ def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
             log.error("%s worker %s failed: %s\n%s", self.worker_type, h.pid, d.get('error'), d.get('traceback', ''))
 
 @patch
-def _mark_started(self:BaseJobManager, h:WorkerHandle, job:BaseJob, started_at:float):
-    "The worker began the job at `started_at` (epoch seconds)."
+def _mark_started(self:BaseJobManager, h:WorkerHandle, job:BaseJob, started_at:float, journal:bool=True):
+    "The worker began the job at `started_at` (epoch seconds); `journal=False` when the caller journals the job next."
     if job.status != PENDING: return
     job.status, job.worker_pid = RUNNING, h.pid
     job.started_at = utc_iso(started_at)
@@ -769,7 +769,7 @@ def _mark_started(self:BaseJobManager, h:WorkerHandle, job:BaseJob, started_at:f
         self._call_rm('update_worker_state', h.pid, status='running', job_id=job.id,
                       plugin_name=self._plugin_name(job.plugin_id), plugin_id=job.plugin_id,
                       loaded_plugin_resource=self._extract_plugin_resource_identifier(cfg), config=cfg)
-    if self._journal is not None: self._journal.job(job)
+    if journal and self._journal is not None: self._journal.job(job)
     self._emit_job('started', job)
 
 @patch
@@ -803,7 +803,8 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
     h.stop_why = h.stop_status = None
     job = self.jobs.get(r.job_id)
     if job is not None and not job.is_terminal:
-        if r.started_at is not None: self._mark_started(h, job, r.started_at)  # a job too quick for a STARTED message
+        if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
+            self._mark_started(h, job, r.started_at, journal=False)
         if r.status == 'success':
             if job.attempts or job.attempt > 1: self._end_attempt(job, h.pid)  # single attempts need no record
             data = r.data or {}
