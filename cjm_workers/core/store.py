@@ -105,20 +105,18 @@ def _compile(expression:str):
     return ns['read']
 
 def _readers_of(cls) -> tuple:
-    "Two functions of a job, generated per class: its fields as a dict; (its JOB_COLUMNS values, its record's dict), or None."
-    r = _readers.get(cls)
-    if r is None:
-        # generated as dataclasses generates __init__: a dict display with the names written in reads a job in a third
-        # of the time dict(zip(names, attrgetter(*names)(job))) takes, and the journal reads each job twice in a burst
-        names = [f.name for f in dataclasses.fields(cls) if f.name != 'output_chunks']
-        if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):  # dataclasses refuses such names
-            raise TypeError(f"job class {cls.__qualname__} has a field name that is not an identifier")
-        fields = _compile('{' + ', '.join(f'{n!r}: j.{n}' for n in names) + '}')
-        split = None
-        if set(JOB_COLUMNS) <= set(names):
-            record = ', '.join(f'{n!r}: j.{n}' for n in names if n not in _NOT_RECORDED)
-            split = _compile(f"({''.join(f'j.{n}, ' for n in JOB_COLUMNS)}), {{{record}}}")
-        r = _readers[cls] = (fields, split)
+    "Two functions of a job, made for its class and kept in `_readers`: its fields as a dict; (its JOB_COLUMNS values, its record's dict), or None."
+    # generated as dataclasses generates __init__: a dict display with the names written in reads a job in a third
+    # of the time dict(zip(names, attrgetter(*names)(job))) takes, and the journal reads each job twice in a burst
+    names = [f.name for f in dataclasses.fields(cls) if f.name != 'output_chunks']
+    if not all(n.isidentifier() and not keyword.iskeyword(n) for n in names):  # dataclasses refuses such names
+        raise TypeError(f"job class {cls.__qualname__} has a field name that is not an identifier")
+    fields = _compile('{' + ', '.join(f'{n!r}: j.{n}' for n in names) + '}')
+    split = None
+    if set(JOB_COLUMNS) <= set(names):
+        record = ', '.join(f'{n!r}: j.{n}' for n in names if n not in _NOT_RECORDED)
+        split = _compile(f"({''.join(f'j.{n}, ' for n in JOB_COLUMNS)}), {{{record}}}")
+    r = _readers[cls] = (fields, split)
     return r
 
 # Not `job.__dict__` (nor orjson's own dataclass support, which reads it): that would give each job a dict of its
