@@ -39,6 +39,28 @@ async def test_every_transition_is_journaled(make_manager, tmp_path):
         assert c.execute("SELECT length(payload) FROM jobs WHERE id = ?", (primes.id,)).fetchone()[0] > 50
 
 
+async def test_a_quick_job_goes_to_the_journal_when_queued_and_when_done_only(make_manager, tmp_path):
+    m = make_manager(max_workers=1, job_store=tmp_path / 'jobs.db')
+    handling, on_message = [None], m._on_message  # which worker message the manager is handling
+    def tracked(h, msg):
+        handling[0] = type(msg).__name__
+        try: on_message(h, msg)
+        finally: handling[0] = None
+    m._on_message = tracked  # before start: workers are given it then
+    await m.start()
+    handed = []
+    job_of_journal = m._journal.job
+    m._journal.job = lambda job, queued=None: (handed.append((job.status, handling[0])), job_of_journal(job, queued))
+    job = await m.start_job('noop')
+    await m.wait_for_job(job.id, 20)
+    # a start reported with the result (the usual case for a no-op) is not a hand-over of its own; a worker held
+    # up for more than its flush window may report the start separately, and that one is handed over
+    assert [x for x in handed if x[0] != 'running' or x[1] != 'WorkerResponse'] == [('pending', None), ('completed', 'WorkerResult')]
+    assert await m.flush_journal()
+    row = SQLiteJobStore(tmp_path / 'jobs.db').get('demo', job.id)
+    assert (row['status'], row['started_at'], row['worker_pid']) == ('completed', job.started_at, job.worker_pid)
+
+
 async def test_shutdown_keeps_waiting_jobs_for_the_next_manager(make_manager, tmp_path):
     path = tmp_path / 'jobs.db'
     m = make_manager(max_workers=1, cancel_grace_seconds=0.2, job_store=path)
