@@ -155,7 +155,7 @@ async def test_history_paging_filters_and_finished_jobs_after_restart(make_manag
     old = m2.get_job(streamed.id)                              # not in memory: read from the journal
     assert old is not m2.jobs.get(streamed.id) and old.status == 'completed'
     assert old.output == streamed.output and old.result == streamed.result and old.worker_pid == streamed.worker_pid
-    assert m2.get_job_result(streamed.id) == streamed.result and m2.get_job_result('no-such-job') is None
+    assert m2.get_job_result(streamed.id) == {'status': 'success', 'data': streamed.result} and m2.get_job_result('no-such-job') is None
     assert m2.get_job(jobs[0].id).error == 'ValueError: f0'
 
 

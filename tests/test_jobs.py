@@ -157,7 +157,8 @@ async def test_clear_and_listing(make_manager):
     await m.wait_for_job(a.id, 10)
     b = await m.start_job('sleep', seconds=5)
     assert [j.id for j in m.get_all_jobs()] == [a.id, b.id]
-    assert m.get_job_result(a.id) == {'text': 'a'} and m.get_job('nope') is None
+    assert m.get_job_result(a.id) == {'status': 'success', 'data': {'text': 'a'}} and m.get_job('nope') is None
+    assert m.get_job_result(b.id) is None  # not finished yet
     assert m.clear_completed_jobs() == 1 and m.get_job(a.id) is None and m.get_job(b.id) is b
 
 

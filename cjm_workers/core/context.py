@@ -18,12 +18,14 @@ class JobContext:
     def __init__(self, job_id:str, on_progress:Optional[Callable[[float, Optional[str]], None]]=None):
         self.job_id = job_id
         self._cancelled = False
+        self.looked = False  # plugin code has read the cancellation state (set without a lock: it only goes True)
         self._event: Optional[threading.Event] = None  # made only if someone waits: most jobs never do
         self._on_progress = on_progress
 
     @property
     def cancelled(self) -> bool:
         "True once cancellation of this job was requested."
+        self.looked = True
         return self._cancelled
 
     def cancel(self) -> None:
@@ -33,10 +35,12 @@ class JobContext:
 
     def check_cancelled(self) -> None:
         "Raise `JobCancelled` if cancellation was requested."
+        self.looked = True
         if self._cancelled: raise JobCancelled(f"job {self.job_id} was cancelled")
 
     def wait_cancelled(self, timeout:Optional[float]=None) -> bool:
         "Sleep up to `timeout` seconds, waking early if cancelled; returns whether it was."
+        self.looked = True
         if self._event is None:
             self._event = threading.Event()
             if self._cancelled: self._event.set()  # cancel() may have run before the event existed

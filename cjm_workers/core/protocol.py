@@ -35,6 +35,7 @@ class WorkerResponseType(Enum):
     STATE = "state"              # reply to GET_STATE, matched by request_id
     ERROR = "error"              # fatal worker error (e.g. the plugin manager factory raised)
     HEARTBEAT = "heartbeat"      # sent by a worker thread while a job runs: the process is alive and responsive
+    CANCELLING = "cancelling"    # a cancel reached the running job: `can_stop` says whether the job can notice it
 
 # %% ../../nbs/01_protocol.ipynb #e89910db
 def new_request_id() -> str:

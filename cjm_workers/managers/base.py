@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['log', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED', 'TERMINAL_STATUSES', 'JobType',
-           'utc_iso', 'utc_now_iso', 'new_job_id', 'BaseJob', 'WorkerUnavailableError', 'BaseJobManager']
+           'utc_iso', 'utc_now_iso', 'new_job_id', 'BaseJob', 'WorkerUnavailableError', 'WorkerStartError',
+           'BaseJobManager']
 
 # %% ../../nbs/09_base.ipynb #fa257398
 import asyncio, importlib, json, logging, os, pickle, threading, time, weakref
@@ -13,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, TypeVar, Union
+from typing import Any, AsyncIterator, Callable, Dict, Generic, Iterable, List, Mapping, Optional, TypeVar, Union
 
 from ..core.config import RestartPolicy, WorkerConfig
 from ..core.errors import ParameterError
@@ -24,10 +25,11 @@ from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, W
                                        WorkerResult, WorkerStreamChunk, new_request_id)
 from ..core.worker import describe_error
 from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol,
-                                              ResourceManagerProtocol)
+                                              ResourceManagerProtocol, plugin_meta_id, plugin_meta_name)
 from .health import WorkerState, handle_state, sample_processes
 from .journal import Journal
 from .pool import WorkerHandle, describe_exit
+from ..core.reaper import worker_marker
 from .scheduling import JobQueue, ResourcePool, needs_key
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ class BaseJob:
     attempts: List[Dict[str, Any]] = field(default_factory=list, repr=False) # One record per attempt: worker, times, error
     owner: Optional[str] = None # Who submitted it, e.g. a session's user (access rules in the web layer use it)
     log_tail: List[str] = field(default_factory=list, repr=False) # The last lines its plugin printed or logged (`log_tail_lines`)
+    cancel_requested_at: Optional[str] = None # When `cancel_job` accepted a cancel of this job while it ran ("cancelling…" until it ends)
 
     @property
     def output(self) -> str:
@@ -105,6 +108,9 @@ JobType = TypeVar('JobType', bound=BaseJob)
 class WorkerUnavailableError(RuntimeError):
     "The manager cannot run jobs: it is shut down, or its workers died and may not be restarted."
 
+class WorkerStartError(WorkerUnavailableError):
+    "No worker of this manager could start: its entry point or plugin manager factory failed (the worker's error text)."
+
 # %% ../../nbs/09_base.ipynb #04156ffa
 @dataclass
 class _Slot:
@@ -122,7 +128,7 @@ class _Done:
     def done(self): return True
 
 # %% ../../nbs/09_base.ipynb #7c71bf6c
-class BaseJobManager(ABC):
+class BaseJobManager(ABC, Generic[JobType]):
     "Abstract base class for managing jobs using worker processes."
     def __init__(self,
                  worker_type:str, # Type identifier (e.g., "transcription", "llm", "image-gen")
@@ -136,6 +142,7 @@ class BaseJobManager(ABC):
                  plugin_resources:Optional[Mapping[str, Mapping[str, int]]]=None, # What each plugin's jobs hold, e.g. {"whisper": {"gpu": 1}}
                  plugin_parameters:Optional[Mapping[str, Any]]=None, # Each plugin's parameters: a dataclass or a JSON-schema dict
                  job_store:Union[JobStore, str, os.PathLike, None]=None, # Journal jobs here (an SQLite path, or a JobStore) and recover them
+                 plugins:Optional[Iterable[str]]=None, # The plugin ids this manager runs: others are refused at submit
                 ):
         if not isinstance(worker_type, str) or not worker_type or ':' in worker_type:
             raise ValueError(f"worker_type must be a non-empty string without ':', got {worker_type!r}")
@@ -153,6 +160,8 @@ class BaseJobManager(ABC):
         for name, needs in self.plugin_resources.items():
             err = self._resource_error(needs)
             if err: raise ValueError(f"plugin_resources[{name!r}]: {err}")
+        if isinstance(plugins, str): raise TypeError("plugins must be a collection of plugin ids, not one string")
+        self.declared_plugins: Optional[frozenset] = None if plugins is None else frozenset(plugins)
         self.plugin_parameters = dict(plugin_parameters or {})
         for spec in self.plugin_parameters.values(): check_param_spec(spec)
         if self.resource_pool is not None: self.resource_pool._attach(self)
@@ -176,8 +185,12 @@ class BaseJobManager(ABC):
         self._stopped = False                  # shutdown finished
         self._done_waiters: Dict[str, List[asyncio.Future]] = {}
         self._chunk_waiters: Dict[str, asyncio.Future] = {}
-        self._plugin_configs: Dict[str, Dict[str, Any]] = {}
-        self._plugin_info: Dict[str, Dict[str, Any]] = {}
+        self._plugin_configs: Dict[str, Dict[str, Any]] = {}  # plugin name -> the configuration workers load it with
+        self._plugin_ids: Dict[str, str] = {}   # plugin name -> its id in the registry
+        self._plugin_info: Dict[str, Dict[str, Any]] = {}  # plugin name -> what a worker reported of it
+        self._launching = None     # the task reading the registry before the first workers start
+        self._ready_once = False   # some worker of this manager has become ready
+        self.start_error: Optional[str] = None  # why no worker could ever start (then the manager is broken)
         self._tasks: set = set()
         self._closing = False   # no new submissions
         self._stopping = False  # no new workers (set at once when cancelling, after the drain when draining)
@@ -228,8 +241,7 @@ class BaseJobManager(ABC):
         "Get plugin name from plugin ID (requires plugin registry)."
         if self.plugin_registry is None: return None
         p = self.plugin_registry.get_plugin(plugin_id)
-        if p is None: return None
-        return p.get('name') if isinstance(p, dict) else getattr(p, 'name', None)
+        return None if p is None else plugin_meta_name(p)
 
     def _plugin_name(self, plugin_id:str) -> str: return self.get_plugin_name(plugin_id) or plugin_id
 
@@ -252,14 +264,24 @@ class BaseJobManager(ABC):
         info = self._plugin_info.get(self._plugin_name(plugin_id))
         return bool(self.supports_streaming and info and info.get('streaming'))
 
-    def _registry_configs(self) -> Dict[str, Dict[str, Any]]:
-        if self.plugin_registry is None: return {}
-        out = {}
+    def _read_registry(self) -> tuple:
+        "(plugin name -> saved configuration, plugin name -> registry id) for this manager's category (blocking: a registry reads files)."
+        if self.plugin_registry is None: return {}, {}
+        configs, ids = {}, {}
         for p in self.plugin_registry.get_plugins_by_category(self.category):
-            pid = p.get('id') if isinstance(p, dict) else getattr(p, 'id', None)
-            if pid is None: continue
-            out[self._plugin_name(pid)] = self.plugin_registry.load_plugin_config(pid) or {}
-        return out
+            pid, name = plugin_meta_id(p), plugin_meta_name(p)
+            if pid is None or name is None: continue
+            ids[name] = pid
+            config = self.plugin_registry.load_plugin_config(pid)
+            if config: configs[name] = dict(config)  # a plugin without a saved configuration loads when first used
+        return configs, ids
+
+    def _known_plugin(self, plugin_id:str, name:str) -> Optional[bool]:
+        "Whether this manager can run `plugin_id` (None while it cannot tell: no registry, no list, no worker yet)."
+        if self.plugin_registry is not None: return self.get_plugin_name(plugin_id) is not None
+        if self.declared_plugins is not None: return plugin_id in self.declared_plugins
+        if self._plugin_info: return name in self._plugin_info
+        return None
 
     # ---- events
     def _wants_events(self) -> bool:
@@ -307,6 +329,7 @@ def _bind_loop(self:BaseJobManager):
 @patch
 def _check_accepting(self:BaseJobManager):
     if self._closing: raise WorkerUnavailableError(f"{self.worker_type} manager is shut down")
+    if self.start_error: raise WorkerStartError(f"{self.worker_type} worker could not start: {self.start_error}")
     if self.broken_reason: raise WorkerUnavailableError(f"{self.worker_type} manager is broken: {self.broken_reason}")
 
 @patch
@@ -314,7 +337,6 @@ def _ensure_started(self:BaseJobManager) -> list:
     "Create the pool on first use; return the first workers' start-up tasks (done ones included)."
     self._bind_loop()
     if self._slots: return self._start_tasks
-    self._plugin_configs = {**self._registry_configs(), **self._plugin_configs}
     if self._direct is None: self._pump_task = self._spawn_task(self._pump_events())
     self._slots = [_Slot(i) for i in range(self.worker_config.max_workers)]
     self._start_tasks = [self._spawn_task(self._spawn(s)) for s in self._slots]
@@ -333,13 +355,24 @@ def _spawn_task(self:BaseJobManager, coro):
     return t
 
 @patch
+async def _launch(self:BaseJobManager) -> list:
+    "Read the plugin registry (once, in a thread: registries read files), then create the pool; return its start-up tasks."
+    self._bind_loop()
+    if not self._slots and self.plugin_registry is not None:
+        if self._launching is None: self._launching = asyncio.ensure_future(asyncio.to_thread(self._read_registry))
+        configs, ids = await asyncio.shield(self._launching)
+        self._plugin_ids.update(ids)
+        for name, config in configs.items(): self._plugin_configs.setdefault(name, config)  # a reload_plugin since wins
+    return self._ensure_started()
+
+@patch
 async def start(self:BaseJobManager) -> 'BaseJobManager':
-    "Start the workers and wait until each is ready (or has failed); raise if none can run jobs."
+    "Start the workers and wait until each is ready (or has failed); raise if none can run jobs (`WorkerStartError` if none ever started)."
     self._check_accepting()
     if self.job_store is not None: await self._open_store()  # StoreError here: a bad journal fails at start
-    tasks = self._ensure_started()
+    tasks = await self._launch()
     if tasks: await asyncio.gather(*tasks)
-    if self.broken_reason: raise WorkerUnavailableError(f"{self.worker_type} manager is broken: {self.broken_reason}")
+    self._check_accepting()
     return self
 
 @patch
@@ -370,9 +403,9 @@ async def _spawn(self:BaseJobManager, slot:Optional[_Slot]):
     except Exception as e:
         log.error("%s worker could not be started: %s", self.worker_type, describe_error(e))
         if slot is None: self._spares.remove(h)
-        else:
-            slot.handle = None
-            self._give_up(slot, f"worker could not be started: {describe_error(e)}")
+        else: slot.handle = None
+        if not self._ready_once: self._fail_start(f"worker could not be started: {describe_error(e)}")
+        elif slot is not None: self._give_up(slot, f"worker could not be started: {describe_error(e)}")
         return
     if self.resource_manager is not None: self._call_rm('register_worker', h.pid, self.worker_type)
     if self._stopping:  # shut down while it was spawning
@@ -392,6 +425,7 @@ def _call_rm(self:BaseJobManager, method, *args, **kw):
 @patch
 def _on_ready(self:BaseJobManager, h:WorkerHandle, data:Dict[str, Any]):
     h.state = "idle"
+    self._ready_once = True
     h.plugins, h.loaded = data.get('plugins', {}), set(data.get('loaded', ()))
     self._plugin_info.update(h.plugins)
     if not h.ready.done(): h.ready.set_result(True)
@@ -413,7 +447,8 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     slot = self._slots[h.slot] if h.slot >= 0 else None
     if slot is not None and slot.handle is h: slot.handle = None
     if h.cancel_timer is not None: h.cancel_timer.cancel()
-    if not h.ready.done(): h.ready.set_result(False)
+    never_ready = not h.ready.done()
+    if never_ready: h.ready.set_result(False)
     if h.start_error: reason = f"worker failed to start: {h.start_error}"
     elif h.kill_why: reason = h.kill_why
     elif h.kill_reason: reason = f"worker killed by the manager ({h.kill_reason})"
@@ -422,8 +457,10 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     job = self.jobs.get(h.current_job_id) if h.current_job_id else None
     if job is not None and not job.is_terminal:
         k = h.kill_reason
-        if k == 'cancel': error, status = f"cancelled: the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed", CANCELLED
-        elif k == 'timeout': error, status = f"{h.stop_why}; the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed", FAILED
+        how = ("the plugin does not check for cancellation, so its worker was killed at once" if h.stop_blind else
+               f"the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed")
+        if k == 'cancel': error, status = f"cancelled: {how}", CANCELLED
+        elif k == 'timeout': error, status = f"{h.stop_why}; {how}", FAILED
         elif k == 'shutdown' or self._stopping: error, status = h.stop_why or "cancelled: the manager shut down", CANCELLED
         else: error, status = reason, FAILED
         self._end_attempt(job, h.pid, error)
@@ -435,7 +472,10 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     if self._wants_events():
         self._emit('worker_died', {'pid': h.pid, 'slot': h.slot if slot is not None else None, 'exitcode': code, 'reason': reason,
                                    'deliberate': h.kill_reason is not None or h.state == 'stopping'})
-    if self._stopping: return
+    if self._stopping or self.broken_reason: return
+    if never_ready and not self._ready_once:  # no worker of this manager ever started: the next would fail the same way
+        self._fail_start(h.start_error or reason)
+        return
     if h.retire_reason is not None:  # recycled: its replacement starts now that it has gone (unless a spare took over)
         if slot is not None and slot.handle is None and slot.timer is None and not slot.given_up:
             if not self._take_spare(slot): self._spawn_task(self._spawn(slot))
@@ -555,6 +595,16 @@ def _restart(self:BaseJobManager, slot:_Slot):
     self._spawn_task(self._spawn(slot))
 
 @patch
+def _fail_start(self:BaseJobManager, error:str):
+    "The first workers cannot start: say so (`WorkerStartError`, `health()`), fail what waits, start no more workers."
+    if self.start_error is not None: return
+    self.start_error = error
+    log.error("%s worker could not start: %s", self.worker_type, error)
+    for h in self._handles(): h.kill('start_failed')  # the other first workers would fail the same way
+    for slot in self._slots:
+        if not slot.given_up: self._give_up(slot, f"worker could not start: {error}")
+
+@patch
 def _give_up(self:BaseJobManager, slot:_Slot, reason:str):
     slot.given_up = reason
     if all(s.given_up for s in self._slots):
@@ -583,9 +633,11 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
     size = self.worker_config.request_queue_size
     if size and len(self._queue) >= size:
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
-    if not self._slots or self._loop is not asyncio.get_running_loop():
-        if self.job_store is not None: await self._open_store()
-        self._ensure_started()
+    if not self._ready_once or self._loop is not asyncio.get_running_loop():
+        await self.start()  # the first job waits for the first workers: one that cannot start raises WorkerStartError here
+    name = self._plugin_name(plugin_id)
+    known = self._known_plugin(plugin_id, name)
+    if known is False: raise ValueError(f"plugin {plugin_id!r} not found: {self._plugins_text()}")
     job = self.create_job(plugin_id, **kwargs)
     if not isinstance(job, BaseJob): raise TypeError(f"create_job must return a BaseJob, got {type(job).__name__}")
     if job.id in self.jobs: raise ValueError(f"create_job returned a job id already in use: {job.id!r}")
@@ -598,7 +650,6 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
     if (job.priority.__class__ is int and job.time_limit is None and job.max_retries is None and job.resources is None
         and self.resource_pool is None and not self.plugin_resources): needs = ()  # nothing to check
     else: needs = self._check_job_options(job)
-    name = self._plugin_name(plugin_id)
     try: params, prep_error = self.prepare_execute_request(job), None
     except Exception as e: params, prep_error = None, e  # the job is recorded first, then fails with this
     spec = self.plugin_parameters.get(name) if self._plain_params else self.get_plugin_parameters(plugin_id)
@@ -617,8 +668,10 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
             return job
     try:
         if prep_error is not None: raise prep_error
+        # a `stream` parameter decides (as in the reference library, where it also reaches the plugin), else the job's metadata
+        stream = params['stream'] if isinstance(params, dict) and 'stream' in params else job.metadata.get('stream', True)
         req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': job.id, 'plugin_name': name, 'params': params,
-                            'stream': self.supports_streaming and job.metadata.get('stream', True)})
+                            'stream': self.supports_streaming and bool(stream)})
         payload = pickle.dumps(req, pickle.HIGHEST_PROTOCOL)
     except Exception as e:
         self._finish(job, FAILED, error=f"job parameters cannot be sent to a worker: {describe_error(e)}")
@@ -629,6 +682,15 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
     self._emit_job('queued', job)
     self._dispatch()
     return job
+
+@patch
+def _plugins_text(self:BaseJobManager) -> str:
+    "What a person needs to fix an unknown plugin id: the ids this manager knows."
+    if self.plugin_registry is not None:
+        ids = sorted(i for i in (plugin_meta_id(p) for p in self.plugin_registry.get_plugins_by_category(self.category)) if i)
+        return f"the registry has {ids} in category {self.category!r}"
+    if self.declared_plugins is not None: return f"this manager runs {sorted(self.declared_plugins)}"
+    return f"its workers have {sorted(self._plugin_info)}"
 
 @patch
 def _check_job_options(self:BaseJobManager, job:BaseJob) -> tuple:
@@ -754,6 +816,13 @@ def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
             if 'loaded' in d: h.loaded = set(d['loaded'])
             fut = h.replies.pop(msg.request_id, None)
             if fut is not None and not fut.done(): fut.set_result(d)  # an unmatched (late) reply is dropped
+        elif rt is WorkerResponseType.CANCELLING:
+            # the cancel reached the running job; a job that cannot notice it (plain sync code that never looked at its
+            # cancellation state) would only use up the grace period: its worker is killed now
+            if (not d.get('can_stop') and h.current_job_id == d.get('job_id') and h.stop_reason is not None
+                    and h.alive and h.kill_reason is None):
+                h.stop_blind = True
+                h.kill(h.stop_reason)
         elif rt is WorkerResponseType.ERROR:
             h.start_error = d.get('error')
             log.error("%s worker %s failed: %s\n%s", self.worker_type, h.pid, d.get('error'), d.get('traceback', ''))
@@ -799,17 +868,24 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
         h.cancel_timer = None
     if h.state == "busy": h.state = "idle"
     h.jobs_done += 1
-    why, status_if_stopped = h.stop_why, h.stop_status or CANCELLED
-    h.stop_why = h.stop_status = None
+    why, status_if_stopped, stop_reason = h.stop_why, h.stop_status or CANCELLED, h.stop_reason
+    h.stop_why = h.stop_status = h.stop_reason = None
     job = self.jobs.get(r.job_id)
     if job is not None and not job.is_terminal:
         if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
             self._mark_started(h, job, r.started_at, journal=False)
-        if r.status == 'success':
+        if stop_reason == 'cancel' and r.status != 'cancelled':
+            # cancel_job accepted the cancel, so the job ends cancelled whatever the plugin did next; a result is kept
+            if r.status == 'success':
+                try: job.result = self.extract_job_result(job, self._result_data(job, r))
+                except Exception: log.exception("extract_job_result failed for cancelled job %s", job.id)
+                error = "cancelled: the job finished before it could stop (its result is kept)"
+            else: error = f"cancelled (the plugin then failed: {r.error})"
+            self._end_attempt(job, h.pid, error)
+            self._finish(job, CANCELLED, error=error)
+        elif r.status == 'success':
             if job.attempts or job.attempt > 1: self._end_attempt(job, h.pid)  # single attempts need no record
-            data = r.data or {}
-            if data.get('streamed'): data = {**data, 'text': job.output}
-            try: result, err = self.extract_job_result(job, data), None
+            try: result, err = self.extract_job_result(job, self._result_data(job, r)), None
             except Exception as e: result, err = None, f"extract_job_result failed: {describe_error(e)}"
             if err: self._finish(job, FAILED, error=err)
             else:
@@ -828,11 +904,18 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
             elif kind == 'transient':
                 self._finish(job, FAILED, error=f"{r.error} (gave up after {job.attempt} attempts)")
             else: self._finish(job, FAILED, error=r.error or "failed")
-    if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle', job_id=None)
+    # job_id='' (not None): resource managers such as cjm-fasthtml-resources' skip None, which would leave the old job shown
+    if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle', job_id='')
     if h.limit_timer is not None or (h.current and h.current[2]): self._job_left(h)
     else: h.current = None
     if self._recycles: self._maybe_recycle(h)
     self._dispatch()
+
+@patch
+def _result_data(self:BaseJobManager, job:BaseJob, r:WorkerResult) -> Dict[str, Any]:
+    "What `extract_job_result` gets: the worker's result data; for a streamed job, with the whole output as 'text'."
+    data = r.data or {}
+    return {**data, 'text': job.output} if data.get('streamed') else data
 
 @patch
 def _retry(self:BaseJobManager, job:BaseJob, error:str, h:Optional[WorkerHandle]):
@@ -931,9 +1014,22 @@ def get_all_jobs(self:BaseJobManager) -> List[JobType]:
 
 @patch
 def get_job_result(self:BaseJobManager, job_id:str) -> Optional[Dict[str, Any]]:
-    "Get job result; like `get_job`, from the journal for finished jobs of earlier runs."
+    "A finished job's outcome in the reference library's shape: `{'status': 'success', 'data': result}`, or `{'status': 'error' | 'cancelled', 'error': why}`; None until it has ended. Like `get_job`, from the journal for jobs of earlier runs."
     job = self.get_job(job_id)
-    return job.result if job else None
+    if job is None or not job.is_terminal: return None
+    if job.status == COMPLETED: return {'status': 'success', 'data': job.result}
+    if job.status == CANCELLED:
+        out = {'status': 'cancelled', 'error': job.error}
+        if job.result is not None: out['data'] = job.result  # it finished before it could stop
+        return out
+    return {'status': 'error', 'error': job.error}  # failed, or interrupted by a restart of the app
+
+@patch(as_prop=True)
+def worker_process(self:BaseJobManager):
+    "A live worker's process (`pid`, `is_alive()`), as the reference library's single worker; None while no worker runs."
+    live = [s.handle for s in self._slots if s.handle is not None and s.handle.alive and s.handle.process is not None]
+    ready = [h for h in live if h.state in ("idle", "busy")]
+    return (ready or live)[0].process if (ready or live) else None
 
 @patch
 def clear_completed_jobs(self:BaseJobManager) -> int:
@@ -952,12 +1048,14 @@ def _handle_of(self:BaseJobManager, job_id:str) -> Optional[WorkerHandle]:
 def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,
                   status:str=CANCELLED):
     "Ask the worker to stop its job; kill it after `grace` seconds. `why` (if given) becomes the job's error."
-    if h.cancel_timer is not None: return
-    h.stop_why, h.stop_status = why, status
+    if h.cancel_timer is not None:  # already asked; a cancel overrides a time limit's stop (the job then ends cancelled)
+        if reason == 'cancel' and h.stop_reason == 'timeout': h.stop_why, h.stop_status, h.stop_reason = why, status, reason
+        return
+    h.stop_why, h.stop_status, h.stop_reason = why, status, reason
     h.send_control(WorkerRequest(WorkerRequestType.CANCEL, {'job_id': job_id}))
     def kill():
         h.cancel_timer = None
-        if h.current_job_id == job_id and h.alive: h.kill(reason)
+        if h.current_job_id == job_id and h.alive: h.kill(h.stop_reason or reason)
     h.cancel_timer = self._loop.call_later(grace, kill)
 
 @patch
@@ -983,7 +1081,12 @@ async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
     if h is None:  # no worker has it (e.g. it was lost with one): nothing runs it
         self._finish(job, CANCELLED, error="cancelled")
         return True
-    self._request_stop(h, job_id, self.worker_config.cancel_grace_seconds, 'cancel')
+    # accepted: from here the job ends `cancelled`, however its plugin reacts (the cancel ladder: see the module text)
+    if job.cancel_requested_at is None:
+        job.cancel_requested_at = utc_now_iso()
+        self._request_stop(h, job_id, self.worker_config.cancel_grace_seconds, 'cancel')
+        if self._journal is not None: self._journal.job(job)
+        self._emit_job('cancelling', job)
     try: await self.wait_for_job(job_id, self.worker_config.cancel_grace_seconds + 30)
     except asyncio.TimeoutError: log.error("job %s did not end after its worker was killed", job_id)
     return job.status == CANCELLED
@@ -1007,23 +1110,31 @@ async def _command(self:BaseJobManager, h:WorkerHandle, rtype:WorkerRequestType,
     return bool(reply.get('success'))
 
 @patch
-async def _command_all(self:BaseJobManager, rtype, data, timeout) -> bool:
+async def _command_all(self:BaseJobManager, rtype, data, timeout) -> list:
+    "Send a command to every running worker; [(handle, succeeded)]."
     handles = [h for h in self._handles() if h.state in ("idle", "busy")]
     results = await asyncio.gather(*(self._command(h, rtype, data, timeout) for h in handles))
-    return all(results)
+    return list(zip(handles, results))
 
 @patch
 async def reload_plugin(self:BaseJobManager, plugin_name:str, config:Dict[str, Any]) -> bool:
     "Reload a plugin with new configuration in every worker; True if all succeeded."
     self._plugin_configs[plugin_name] = config
-    return await self._command_all(WorkerRequestType.RELOAD, {'plugin_name': plugin_name, 'config': config},
+    done = await self._command_all(WorkerRequestType.RELOAD, {'plugin_name': plugin_name, 'config': config},
                                    self.worker_config.reload_timeout_seconds)
+    if self.resource_manager is not None:  # at once: the resource manager shows what each worker now has loaded
+        resource = self._extract_plugin_resource_identifier(config or {})
+        for h, ok in done:
+            if ok: self._call_rm('update_worker_state', h.pid, plugin_name=plugin_name, plugin_id=self._plugin_ids.get(plugin_name, plugin_name),
+                                 loaded_plugin_resource=resource, config=config)
+    return all(ok for _, ok in done)
 
 @patch
 async def unload_plugin(self:BaseJobManager, plugin_name:str) -> bool:
     "Unload a plugin from every worker to free resources; True if all succeeded."
-    return await self._command_all(WorkerRequestType.UNLOAD, {'plugin_name': plugin_name},
+    done = await self._command_all(WorkerRequestType.UNLOAD, {'plugin_name': plugin_name},
                                    self.worker_config.unload_timeout_seconds)
+    return all(ok for _, ok in done)
 
 # %% ../../nbs/09_base.ipynb #56b6e05d
 @patch
@@ -1162,7 +1273,7 @@ def health(self:BaseJobManager) -> Dict[str, Any]:
             'queued': len(self._queue), 'waiting_to_retry': len(self._retry_timers), 'running': running,
             'restarts': self.restart_count, 'recycled': self.recycled_count,
             'resources': self.resource_pool.usage() if self.resource_pool is not None else {},
-            'journal': self._journal.status() if self._journal is not None else None,
+            'journal': self._journal.status() if self._journal is not None else None, 'start_error': self.start_error,
             'workers': [self._worker_health(h, now) for h in handles], 'plugins': plugins}
 
 # %% ../../nbs/09_base.ipynb #ee60c54c

@@ -28,9 +28,11 @@ def handle_state(h) -> WorkerState:
 
 # %% ../../nbs/15_health.ipynb #227d1f40
 class ProcessSample:
-    "Resident memory (MB, with children) and CPU % (since the previous sample) of one worker process."
-    __slots__ = ("rss_mb", "cpu_percent")
-    def __init__(self, rss_mb:float, cpu_percent:float): self.rss_mb, self.cpu_percent = rss_mb, cpu_percent
+    "Resident memory (MB, with children), CPU % (since the previous sample) and the children of one worker process."
+    __slots__ = ("rss_mb", "cpu_percent", "children")
+    def __init__(self, rss_mb:float, cpu_percent:float, children:tuple=()):
+        self.rss_mb, self.cpu_percent = rss_mb, cpu_percent
+        self.children = children  # (pid, create time) of each process below it: killed with it if still there
 
 def sample_processes(procs:Dict[int, Any]) -> Tuple[Dict[int, ProcessSample], Dict[int, Any]]:
     "Sample each pid (blocking: reads /proc; call it in a thread); `procs` maps pid -> psutil.Process from the last call, or None.\n    Returns the samples and the Process objects to pass next time (they carry the CPU % baseline)."
@@ -41,11 +43,13 @@ def sample_processes(procs:Dict[int, Any]) -> Tuple[Dict[int, ProcessSample], Di
             if p is None:
                 p = psutil.Process(pid)
                 p.cpu_percent(None)  # the first call only sets the baseline
-            rss = p.memory_info().rss
+            rss, kids = p.memory_info().rss, []
             for c in p.children(recursive=True):
-                try: rss += c.memory_info().rss
+                try:
+                    rss += c.memory_info().rss
+                    kids.append((c.pid, c.create_time()))
                 except psutil.Error: pass
-            samples[pid] = ProcessSample(rss / 2**20, p.cpu_percent(None))
+            samples[pid] = ProcessSample(rss / 2**20, p.cpu_percent(None), tuple(kids))
             keep[pid] = p
         except psutil.Error: pass  # gone since: its exit is reported elsewhere
     return samples, keep

@@ -11,6 +11,8 @@ import multiprocessing, multiprocessing.util
 from typing import Any, Callable, Dict, Optional
 
 from ..core.protocol import FRAME_HEADER, WorkerRequest, frame, frame_header
+from ..core.reaper import kill_marked, worker_marker
+from ..core.worker import run_entry_point
 
 log = logging.getLogger(__name__)
 READ_SIZE = 1 << 18
@@ -64,6 +66,8 @@ class WorkerHandle:
         self.cancel_timer = None
         self.stop_why: Optional[str] = None      # why the manager asked its job to stop, if not a plain cancel
         self.stop_status: Optional[str] = None   # the status that job ends with (default: cancelled)
+        self.stop_reason: Optional[str] = None   # why its job was asked to stop: the kill reason if it does not ('cancel', 'timeout', 'shutdown')
+        self.stop_blind = False                  # killed at once: its job could not notice the stop request
         self.current = None                      # (plugin name, execute payload, resource needs) of the current job
         self.busy_since = self.last_heard = 0.0  # monotonic times: current job handed over, last message received
         self.limit_timer = None                  # the current job's time limit
@@ -73,6 +77,8 @@ class WorkerHandle:
         self.psproc = None                       # psutil.Process, kept for CPU % deltas
         self.rss_mb: Optional[float] = None      # latest sample: resident MB of the worker and its children
         self.cpu_percent: Optional[float] = None
+        self.children: tuple = ()                # latest sample: (pid, create time) of each process below it
+        self.started_at = 0.0                    # epoch seconds just before it was spawned (orphans are younger)
         self._loop = None
         self._fd = self._ctl_fd = -1
         self._conn = self._ctl = None
@@ -87,10 +93,16 @@ class WorkerHandle:
         "Spawn the process, wire its pipes into the loop, send INIT; `ready` resolves on READY."
         self._loop = loop = asyncio.get_running_loop()
         self.ready, self.exited = loop.create_future(), loop.create_future()
+        try: entry = pickle.dumps(self.entry_point, pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            self.state = "dead"
+            raise TypeError(f"the worker entry point {self.entry_point!r} cannot be pickled, so no worker can be spawned with it "
+                            f"(use a module-level function, or a functools.partial of one): {e}") from e
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         ctl_r, ctl_w = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=self.entry_point, args=(child, child, ctl_r), name=self.name, daemon=False)
+        self.process = ctx.Process(target=run_entry_point, args=(entry, child, child, ctl_r), name=self.name, daemon=False)
+        self.started_at = time.time()
         self.state = "starting"
         _ensure_exit_hook()
         try: await asyncio.to_thread(self.process.start)
@@ -204,6 +216,7 @@ class WorkerHandle:
             if not f.done(): f.set_exception(ConnectionError(describe_exit(code)))
         self.replies.clear()
         if not self.exited.done(): self.exited.set_result(code)
+        self._loop.run_in_executor(None, self.sweep)
         self._on_exit(self, code)
 
     def _close_pipes(self):
@@ -216,6 +229,24 @@ class WorkerHandle:
             if c is not None: c.close()
         self._conn = self._ctl = None
         self._wbuf = []
+
+    def sweep(self) -> list:
+        "Kill what the dead worker's plugins started and left behind; returns their pids (blocking: reads /proc)."
+        if self.pid is None: return []
+        try:
+            killed = kill_marked(worker_marker(os.getpid(), self.pid), self.started_at)
+            for pid, created in self.children:  # seen below it by the monitor: also those given a fresh environment
+                try:
+                    import psutil
+                    p = psutil.Process(pid)
+                    if p.create_time() == created:
+                        p.kill()
+                        killed.append(pid)
+                except Exception: pass
+            return killed
+        except Exception:
+            log.exception("sweeping after worker %s failed", self.pid)
+            return []
 
     def kill(self, reason:str) -> None:
         "Kill the worker and its process group now (non-blocking); `reason` is kept for the exit handler."
@@ -230,6 +261,7 @@ class WorkerHandle:
             try: os.kill(pid, signal.SIGKILL)
             except OSError: pass
         if self._loop is None or not self._loop.is_running():
-            # no loop to reap it (interpreter exit, sync shutdown): reap here, bounded
+            # no loop to reap it (interpreter exit, sync shutdown): reap here, bounded, and sweep
             try: self.process.join(2)
             except Exception: pass
+            self.sweep()
