@@ -4,7 +4,7 @@ import asyncio, multiprocessing as mp, os, signal, statistics, sys, time
 from concurrent.futures import ProcessPoolExecutor
 
 from cjm_workers.core.config import WorkerConfig
-from cjm_workers.demo.plugins import DemoJobManager
+from cjm_workers.demo.plugins import AsyncDemoJobManager, DemoJobManager
 
 N_SEQ, N_BURST, N_CHUNKS, N_REPEAT = 4000, 1000, 10_000, 5
 
@@ -91,8 +91,9 @@ async def cjm():
         while j.status != 'running': await asyncio.sleep(0.001)
         t = time.perf_counter(); await m.cancel_job(j.id)
         n = await m.start_job('noop'); await m.wait_for_job(n.id); coop.append(time.perf_counter() - t)
-        j = await m.start_job('stubborn', seconds=30)
+        j = await m.start_job('stubborn', seconds=30, looks=True)
         while j.status != 'running': await asyncio.sleep(0.001)
+        await asyncio.sleep(0.002)  # it looks at its cancellation state once, right after it starts
         t = time.perf_counter(); await m.cancel_job(j.id)
         n = await m.start_job('noop'); await m.wait_for_job(n.id); kill.append(time.perf_counter() - t - 0.2)
         j = await m.start_job('sleep', seconds=30)
@@ -103,6 +104,7 @@ async def cjm():
     out['cancel_coop'], out['cancel_kill'], out['crash'] = statistics.median(coop), statistics.median(kill), statistics.median(crash)
     out['crash_max'] = max(crash)
     await m.shutdown()
+    out.update(await cancel_ladder())
     m2 = DemoJobManager(worker_config=WorkerConfig(max_workers=2))
     await m2.start()
     t = time.perf_counter()
@@ -111,6 +113,52 @@ async def cjm():
     out['burst2'] = N_BURST / (time.perf_counter() - t)
     await m2.shutdown()
     return out
+
+
+async def started(j):
+    while j.status != 'running': await asyncio.sleep(0.0005)
+
+
+async def cancel_ladder():
+    "The rungs of the cancel ladder for plugins that never check, with a 5 s grace period that none of them waits for."
+    out = {}
+    for spare in (0, 1):
+        m = DemoJobManager(worker_type=f"blind{spare}", worker_config=WorkerConfig(cancel_grace_seconds=5.0, spare_workers=spare,
+                                                                                   max_restart_attempts=100))
+        await m.start()
+        ts = []
+        for _ in range(N_REPEAT):
+            j = await m.start_job('stubborn', seconds=30)
+            await started(j)
+            t = time.perf_counter(); await m.cancel_job(j.id)
+            n = await m.start_job('noop'); await m.wait_for_job(n.id); ts.append(time.perf_counter() - t)
+            assert j.status == 'cancelled'
+        out[f'blind_spare{spare}'] = statistics.median(ts)
+        await m.shutdown()
+    m = DemoJobManager(worker_type="drip", worker_config=WorkerConfig(cancel_grace_seconds=5.0))
+    ts, same = [], True
+    for _ in range(N_REPEAT):
+        j = await m.start_job('drip', count=10_000, interval=DRIP)
+        while len(j.output) < 8: await asyncio.sleep(0.001)
+        t = time.perf_counter(); await m.cancel_job(j.id); ts.append(time.perf_counter() - t)
+        n = await m.start_job('noop'); await m.wait_for_job(n.id)
+        same = same and n.worker_pid == j.worker_pid and j.status == 'cancelled'
+    out['drip'], out['drip_same'] = statistics.median(ts), same
+    await m.shutdown()
+    m = AsyncDemoJobManager(worker_config=WorkerConfig(cancel_grace_seconds=5.0))
+    ts, same = [], True
+    for _ in range(N_REPEAT):
+        j = await m.start_job('async_sleep', seconds=60)
+        await started(j)
+        t = time.perf_counter(); await m.cancel_job(j.id); ts.append(time.perf_counter() - t)
+        n = await m.start_job('async_echo'); await m.wait_for_job(n.id)
+        same = same and n.worker_pid == j.worker_pid and j.status == 'cancelled'
+    out['async'], out['async_same'] = statistics.median(ts), same
+    await m.shutdown()
+    return out
+
+
+DRIP = 0.05  # seconds between the chunks of the stream that never checks
 
 
 def main():
@@ -131,7 +179,13 @@ def main():
         (f"cjm_workers, {N_BURST} no-op jobs at once, 2 workers", f"{c['burst2']:,.0f} jobs/s", ""),
         (f"{N_CHUNKS:,}-chunk stream delivered to a subscriber", f"{c['stream']:,.0f} chunks/s", "target ≥ 200,000"),
         ("cancel (plugin stops) → next job completes", f"{c['cancel_coop'] * 1e3:.1f} ms", "worker kept"),
-        ("cancel (plugin ignores it) → next job completes, minus 0.2 s grace", f"{c['cancel_kill'] * 1e3:.1f} ms", "kill + respawn"),
+        ("cancel (plugin looked once, then ignores it) → next job completes, minus 0.2 s grace", f"{c['cancel_kill'] * 1e3:.1f} ms", "kill + respawn"),
+        ("cancel (plugin never checks) → next job completes", f"{c['blind_spare0'] * 1e3:.1f} ms", "killed at once (grace 5 s not waited); respawn"),
+        ("the same with `spare_workers=1`", f"{c['blind_spare1'] * 1e3:.1f} ms", "a ready spare takes over"),
+        (f"cancel of a stream that never checks ({DRIP * 1e3:.0f} ms between chunks) → job cancelled", f"{c['drip'] * 1e3:.1f} ms",
+         f"target ≤ {DRIP * 1e3 + 5:.0f} ms; {'same worker' if c['drip_same'] else 'WORKER REPLACED'}"),
+        ("cancel of an async plugin awaiting a 60 s sleep → job cancelled", f"{c['async'] * 1e3:.1f} ms",
+         f"target < 50 ms; {'same worker' if c['async_same'] else 'WORKER REPLACED'}"),
         ("worker SIGKILL → job marked failed: median / max", f"{c['crash'] * 1e3:.2f} / {c['crash_max'] * 1e3:.2f} ms", "target < 50 ms"),
         ("cold start: first job incl. spawn", f"{c['cold'] * 1e3:.0f} ms", ""),
     ]

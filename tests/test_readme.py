@@ -55,3 +55,13 @@ def test_dashboard_example_scopes_jobs_by_session_user(tmp_path):
             assert bob.get(f'/jobs/api/jobs/{job}').status_code == 404
             assert job not in bob.get('/mine').text and job not in bob.get('/jobs/').text
             assert bob.get('/jobs/api/jobs').json()['total'] == 0
+
+
+def test_async_plugin_example_prints_what_the_readme_says(tmp_path):
+    readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+    script = re.findall(r"```python\n(.*?)```", readme, re.S)[5]
+    printed = re.search(r"prints\n\n```\n(.*?)```", readme.split(script, 1)[1], re.S).group(1)
+    (tmp_path / 'main.py').write_text(script)
+    out = subprocess.run([sys.executable, 'main.py'], cwd=tmp_path, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == printed
