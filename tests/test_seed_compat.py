@@ -127,3 +127,20 @@ async def test_seed_app_cancel_of_a_stream_that_never_checks(seed_app):
     await m.wait_for_job(after.id, 30)
     assert after.worker_pid == pid and m.worker_process.pid == pid  # the same warm worker: nothing was killed
     assert job.output == kept  # nothing more arrived after the cancel
+
+
+async def test_unknown_plugin_ids_are_refused_whenever_the_manager_knows_its_plugins(make_manager):
+    from cjm_workers.demo.plugins import DemoJobManager
+    declared = DemoJobManager(worker_type='declared', plugins=['echo'])
+    try:  # a declared list: refused before any worker exists
+        with pytest.raises(ValueError, match="'sleep' not found: this manager runs \\['echo'\\]"):
+            await declared.start_job('sleep', seconds=1)
+        assert not declared.jobs
+    finally: await declared.shutdown()
+    m = make_manager()  # no registry, no list: the first start_job waits for the workers and learns their plugins
+    with pytest.raises(ValueError, match="'no_such_plugin' not found: its workers have \\[.*'echo'"):
+        await m.start_job('no_such_plugin')
+    assert not m.jobs and m.health()['state'] == 'RUNNING'
+    ok = await m.start_job('echo', text='known')
+    await m.wait_for_job(ok.id, 30)
+    assert ok.status == 'completed'

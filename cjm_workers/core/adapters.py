@@ -30,7 +30,11 @@ class _SimpleAdapter:
 
     def execute_plugin(self, plugin_name, **params):
         res = self._pm.execute_plugin(plugin_name, **params)
-        return self._result_adapter(res) if self._result_adapter else res
+        if self._result_adapter is None: return res
+        if hasattr(res, '__await__'): return self._adapt_later(res)  # an async plugin manager: adapt what it returns
+        return self._result_adapter(res)
+
+    async def _adapt_later(self, awaitable): return self._result_adapter(await awaitable)
 
     def execute_plugin_stream(self, plugin_name, **params) -> Iterator[str]:
         if hasattr(self._pm, 'execute_plugin_stream'): return self._pm.execute_plugin_stream(plugin_name, **params)
