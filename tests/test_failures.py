@@ -1,8 +1,8 @@
 "Cancellation, worker death, restart policies and the pool, with real spawn workers."
 import asyncio, os, signal, time
 import pytest
-from cjm_workers.core.config import RestartPolicy
-from cjm_workers.managers.base import WorkerUnavailableError
+from cjm_workers.core.config import RestartPolicy, WorkerConfig
+from cjm_workers.managers.base import PluginCrashLoopError, WorkerUnavailableError
 from conftest import wait_event, wait_until, worker_pids
 
 
@@ -115,22 +115,74 @@ async def test_on_cancellation_policy_restarts_only_after_cancel_kill(make_manag
     with pytest.raises(WorkerUnavailableError, match='ON_CANCELLATION'): await m.start_job('echo', text='x')
 
 
-async def test_cancellations_do_not_count_and_max_attempts_breaks(make_manager):
-    m = make_manager(max_workers=1, max_restart_attempts=1, cancel_grace_seconds=0.1)
+async def test_jobs_that_kill_their_workers_never_break_the_manager(make_manager):
+    "Cancel kills and job crashes are the jobs' failures: with max_restart_attempts=1, six of them leave it running."
+    m = make_manager(max_workers=1, max_restart_attempts=1, cancel_grace_seconds=0.1, crash_loop_deaths=0)
     await m.start()
-    for _ in range(3):  # three kills for cancellation: all restarted, none counted
+    for _ in range(2):  # kills for cancellation
         j = await m.start_job('stubborn', seconds=30)
         await started(m, j, 20)
         await m.cancel_job(j.id)
-    crash = await m.start_job('crash', how='exit')
-    await m.wait_for_job(crash.id, 20)
-    ok = await m.start_job('echo', text='still here')  # 1 failure <= max_restart_attempts: restarted
+    for _ in range(4):  # jobs that kill their own worker (the demo's "kill my own worker" button, four times)
+        crash = await m.start_job('crash', how='exit')
+        await m.wait_for_job(crash.id, 20)
+        assert crash.status == 'failed' and 'code 3' in crash.error
+    ok = await m.start_job('echo', text='still here')
     assert (await m.wait_for_job(ok.id, 20)).status == 'completed'
-    crash2 = await m.start_job('crash', how='exit')
-    waiting = await m.start_job('echo', text='queued behind the last crash')
-    await m.wait_for_job(waiting.id, 20)
-    assert waiting.status == 'failed' and 'gave up after 1 restart attempts' in waiting.error
-    with pytest.raises(WorkerUnavailableError, match='broken'): await m.start_job('echo')
+    assert m.health()['state'] == 'RUNNING' and m._slots[0].failures == 0
+
+
+async def test_failed_starts_use_up_the_restart_budget(make_manager, tmp_path, monkeypatch):
+    "A worker that cannot start (here: a plugin manager factory that begins to fail) is retried max_restart_attempts times."
+    from cjm_workers.demo.plugins import DemoJobManager
+    import bad_workers
+    flag = tmp_path / 'fail-now'
+    monkeypatch.setenv('CJM_TEST_FAIL_START_FILE', str(flag))
+    class Flaky(DemoJobManager):
+        def get_worker_entry_point(self): return bad_workers.fails_once_flagged_worker
+    m = Flaky(worker_config=WorkerConfig(max_workers=1, max_restart_attempts=2))
+    try:
+        await m.start()
+        flag.write_text('')  # from now on, new workers cannot start
+        crash = await m.start_job('crash', how='exit')
+        waiting = await m.start_job('echo', text='queued behind the crash')
+        await m.wait_for_job(waiting.id, 30)
+        assert crash.status == 'failed' and waiting.status == 'failed'
+        assert 'gave up after 2 failed starts in a row' in waiting.error and 'factory refuses' in waiting.error
+        assert m.restart_count == 3  # the first restart, then two more tries
+        with pytest.raises(WorkerUnavailableError, match='broken'): await m.start_job('echo')
+    finally: await asyncio.wait_for(m.shutdown(), 20)
+
+
+async def test_crash_loop_of_one_plugin_is_contained(make_manager):
+    m = make_manager(max_workers=1, crash_loop_deaths=3, crash_loop_window_seconds=30, crash_loop_cooldown_seconds=1.0)
+    await m.start()
+    with m.events.subscribe(prefix='demo:plugin_crash_loop') as sub:
+        for _ in range(3):
+            crash = await m.start_job('crash', how='sigkill')
+            await m.wait_for_job(crash.id, 20)
+        ev = await wait_event(sub, 'demo:plugin_crash_loop', 5)
+    assert ev['plugin_id'] == 'crash' and ev['deaths'] == 3 and 'SIGKILL' in ev['reason']
+    with pytest.raises(PluginCrashLoopError, match="plugin 'crash' is cooling down until .*SIGKILL"):
+        await m.start_job('crash', how='exit')
+    assert 'crash' in m.health()['crash_loops']
+    from fastcore.xml import to_xml
+    from cjm_workers.web.components import manager_panel
+    assert 'crash refused until' in to_xml(manager_panel('demo', m.health()))
+    ok = await m.start_job('echo', text='other plugins keep running')
+    assert (await m.wait_for_job(ok.id, 20)).status == 'completed'
+    await asyncio.sleep(1.05)  # the cool-down ends
+    again = await m.start_job('crash', how='exit')
+    await m.wait_for_job(again.id, 20)
+    assert again.status == 'failed' and m.health()['crash_loops'] == {}
+
+
+async def test_a_surviving_job_resets_its_plugins_crash_count(make_manager):
+    m = make_manager(max_workers=1, crash_loop_deaths=2, crash_loop_window_seconds=30)
+    for how in ('exit', None, 'exit', None, 'exit'):  # never two deaths in a row
+        j = await (m.start_job('crash', how=how) if how else m.start_job('crash', how='nonsense'))  # 'nonsense' raises, worker lives
+        await m.wait_for_job(j.id, 20)
+    assert m.health()['crash_loops'] == {}
 
 
 async def test_backoff_does_not_block_and_resets_after_stable_run(make_manager, stall_monitor):
@@ -152,11 +204,11 @@ async def test_backoff_does_not_block_and_resets_after_stable_run(make_manager, 
         second_delay = time.perf_counter() - t
     assert 0.3 <= first_delay < 3 and 0.6 <= second_delay < 4, (first_delay, second_delay)
     assert mon.worst < 0.05, mon.worst
-    assert m._slots[0].failures == 2
+    assert m._slots[0].deaths == 2
     await asyncio.sleep(0.6)  # let the worker run stably past restart_reset_seconds
     c3 = await m.start_job('crash', how='exit')
     await m.wait_for_job(c3.id, 10)
-    assert m._slots[0].failures == 1  # the count started again
+    assert m._slots[0].deaths == 1  # the count started again
 
 
 async def test_pool_runs_jobs_concurrently_and_isolates_failures(make_manager):

@@ -8,7 +8,7 @@ __all__ = ['RESULT_STATUSES', 'FRAME_HEADER', 'FRAME_BIG', 'WorkerRequestType', 
            'PluginManagerAdapter']
 
 # %% ../../nbs/01_protocol.ipynb #c8467d75
-import struct, uuid
+import pickle, struct, uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, Iterator, Optional, Protocol, runtime_checkable
@@ -118,7 +118,13 @@ class WorkerResult:
         if self.started_at is not None: d['started_at'] = self.started_at
         return d
 
-    def __reduce__(self): return _result, (self.job_id, self.status, self.data, self.error, self.started_at)
+    def __reduce__(self):
+        # the data (plugin output: any object) is pickled on its own, inside the message: data the receiver cannot
+        # unpickle (say, of a class only the worker can import) then fails this result alone, naming the cause,
+        # instead of the whole message and everything the worker sends after it
+        data = self.data
+        if data: data = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
+        return _result, (self.job_id, self.status, data, self.error, self.started_at)
 
 # %% ../../nbs/01_protocol.ipynb #2cff0b74
 _REQUEST_TYPES = {t.value: t for t in WorkerRequestType}
@@ -128,6 +134,11 @@ def _request(t, data, request_id): return WorkerRequest(_REQUEST_TYPES[t], data,
 def _response(t, data, request_id): return WorkerResponse(_RESPONSE_TYPES[t], data, request_id)
 
 def _result(job_id, status, data, error, started_at):
+    if data.__class__ is bytes:  # pickled on its own (see WorkerResult.__reduce__)
+        try: data = pickle.loads(data)
+        except Exception as e:
+            status, data = 'error', None
+            error = f"result could not be unpickled in the manager: {type(e).__name__}: {e}"
     r = object.__new__(WorkerResult)  # validated where it was made
     r.job_id, r.status, r.data, r.error, r.started_at = job_id, status, data, error, started_at
     return r

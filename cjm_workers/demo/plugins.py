@@ -37,6 +37,7 @@ class DemoPluginManager:
         'hog': "keeps `mb` more megabytes resident in its worker, then sleeps `seconds`",
         'ticks': "streams `count` lines 'i time' (epoch seconds when sent), one every `interval` seconds",
         'chatty': "prints `lines` lines of `text`, logs one INFO and one WARNING record, and returns",
+        'worker_only': "returns an object of a class that only worker processes can import",
         'drip': "streams `count` chunks, one every `interval` seconds, never checking for cancellation",
         'spawn_helper': "starts `sleep 300` in a session of its own (as cjm-plugin-system starts helpers), then sleeps `seconds` without checking",
     }
@@ -102,6 +103,11 @@ class DemoPluginManager:
         while time.monotonic() < end: time.sleep(0.01)  # never checks for cancellation
         return {'text': 'finished anyway'}
     def _run_unpicklable(self): return {'lock': threading.Lock()}
+    def _run_worker_only(self):
+        # a class this module has only in workers, as a class from a package only the worker's environment has
+        cls = globals().get('OnlyInWorkers') or type('OnlyInWorkers', (), {'__module__': __name__})
+        globals()['OnlyInWorkers'] = cls
+        return {'value': cls()}
     def _run_flaky(self, failures=1, key='default'):
         self.runs[key] = self.runs.get(key, 0) + 1
         if self.runs[key] <= int(failures): raise TransientError(f"flaky failure {self.runs[key]} of {failures}")

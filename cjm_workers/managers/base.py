@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['log', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED', 'TERMINAL_STATUSES', 'JobType',
-           'utc_iso', 'utc_now_iso', 'new_job_id', 'BaseJob', 'WorkerUnavailableError', 'WorkerStartError',
-           'BaseJobManager']
+           'utc_iso', 'utc_now_iso', 'new_job_id', 'BaseJob', 'WorkerUnavailableError', 'PluginCrashLoopError',
+           'WorkerStartError', 'BaseJobManager']
 
 # %% ../../nbs/09_base.ipynb #fa257398
 import asyncio, importlib, json, logging, os, pickle, threading, time, weakref
@@ -108,6 +108,9 @@ JobType = TypeVar('JobType', bound=BaseJob)
 class WorkerUnavailableError(RuntimeError):
     "The manager cannot run jobs: it is shut down, or its workers died and may not be restarted."
 
+class PluginCrashLoopError(WorkerUnavailableError):
+    "Jobs of this plugin killed their workers again and again: new ones are refused for a cool-down (`crash_loop_*`)."
+
 class WorkerStartError(WorkerUnavailableError):
     "No worker of this manager could start: its entry point or plugin manager factory failed (the worker's error text)."
 
@@ -117,7 +120,8 @@ class _Slot:
     "A place in the pool; it outlives the worker processes that fill it."
     index: int
     handle: Optional[WorkerHandle] = None
-    failures: int = 0        # consecutive failures (crashes, failed starts); reset by a stable run
+    failures: int = 0        # consecutive failed starts (never ready, or died before running a job): the restart budget
+    deaths: int = 0          # consecutive deaths not separated by a stable run: BACKOFF's delay
     restarts: int = 0
     given_up: Optional[str] = None  # why this slot gets no more workers
     timer: Any = None
@@ -191,6 +195,8 @@ class BaseJobManager(ABC, Generic[JobType]):
         self._launching = None     # the task reading the registry before the first workers start
         self._ready_once = False   # some worker of this manager has become ready
         self.start_error: Optional[str] = None  # why no worker could ever start (then the manager is broken)
+        self._plugin_deaths: Dict[str, deque] = {}  # plugin id -> monotonic times of worker deaths its jobs caused, in a row
+        self.crash_loops: Dict[str, Dict[str, Any]] = {}  # plugin id -> its cool-down: {'until', 'deaths', 'reason'}
         self._tasks: set = set()
         self._closing = False   # no new submissions
         self._stopping = False  # no new workers (set at once when cancelling, after the drain when draining)
@@ -455,6 +461,9 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     else: reason = describe_exit(code)
     if self.resource_manager is not None: self._call_rm('unregister_worker', h.pid)
     job = self.jobs.get(h.current_job_id) if h.current_job_id else None
+    # the death is its job's doing unless the manager killed it to stop the job or the manager itself is stopping
+    job_death = (job is not None and not job.is_terminal and not self._stopping
+                 and h.kill_reason not in ('cancel', 'timeout', 'shutdown', 'start_failed'))
     if job is not None and not job.is_terminal:
         k = h.kill_reason
         how = ("the plugin does not check for cancellation, so its worker was killed at once" if h.stop_blind else
@@ -476,6 +485,7 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     if never_ready and not self._ready_once:  # no worker of this manager ever started: the next would fail the same way
         self._fail_start(h.start_error or reason)
         return
+    if job_death: self._note_plugin_death(job.plugin_id, reason)
     if h.retire_reason is not None:  # recycled: its replacement starts now that it has gone (unless a spare took over)
         if slot is not None and slot.handle is None and slot.timer is None and not slot.given_up:
             if not self._take_spare(slot): self._spawn_task(self._spawn(slot))
@@ -488,13 +498,16 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     if h.kill_reason in ('cancel', 'timeout'):  # killing a worker to stop its job is no failure of the worker
         restart, delay = policy is not RestartPolicy.NEVER, 0.0
     else:
-        if h.started_monotonic is not None and h.plugins and time.monotonic() - h.started_monotonic >= cfg.restart_reset_seconds:
-            slot.failures = 0  # it ran stably: this failure starts a new count
-        slot.failures += 1
+        # the budget counts failed starts only: a job that kills its worker is that job's failure (and its plugin's,
+        # see _note_plugin_death), while a worker that cannot start or dies before its first job will not get better
+        failed_start = never_ready or (h.jobs_done == 0 and job is None)
+        slot.failures = slot.failures + 1 if failed_start else 0
+        stable = h.started_monotonic is not None and h.plugins and time.monotonic() - h.started_monotonic >= cfg.restart_reset_seconds
+        slot.deaths = 1 if stable else slot.deaths + 1
         restart = policy in (RestartPolicy.ALWAYS, RestartPolicy.BACKOFF) and slot.failures <= cfg.max_restart_attempts
-        delay = cfg.restart_delay(slot.failures)
+        delay = cfg.restart_delay(slot.deaths)
         if policy in (RestartPolicy.ALWAYS, RestartPolicy.BACKOFF) and not restart:
-            reason = f"{reason}; gave up after {cfg.max_restart_attempts} restart attempts"
+            reason = f"{reason}; gave up after {cfg.max_restart_attempts} failed starts in a row"
     if restart:
         if self._take_spare(slot):
             slot.restarts += 1
@@ -507,6 +520,35 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
             reason = f"{reason}; restart_policy ON_CANCELLATION restarts only workers killed to cancel a job"
         self._give_up(slot, reason)
     self._dispatch()
+
+@patch
+def _note_plugin_death(self:BaseJobManager, plugin_id:str, reason:str):
+    "A job of this plugin killed its worker; `crash_loop_deaths` of them in a row within the window start a cool-down."
+    cfg = self.worker_config
+    if not cfg.crash_loop_deaths: return
+    now = time.monotonic()
+    deaths = self._plugin_deaths.setdefault(plugin_id, deque())
+    deaths.append(now)
+    while now - deaths[0] > cfg.crash_loop_window_seconds: deaths.popleft()
+    if len(deaths) < cfg.crash_loop_deaths: return
+    del self._plugin_deaths[plugin_id]
+    until = time.time() + cfg.crash_loop_cooldown_seconds
+    loop_ = {'until': utc_iso(until), 'until_epoch': until, 'deaths': cfg.crash_loop_deaths, 'reason': reason}
+    self.crash_loops[plugin_id] = loop_
+    log.error("%s: %d jobs of plugin %s killed their workers within %g s (last: %s); its new jobs are refused for %g s",
+              self.worker_type, cfg.crash_loop_deaths, plugin_id, cfg.crash_loop_window_seconds, reason, cfg.crash_loop_cooldown_seconds)
+    if self._wants_events(): self._emit('plugin_crash_loop', {'plugin_id': plugin_id, **loop_})
+
+@patch
+def _check_crash_loop(self:BaseJobManager, plugin_id:str):
+    "Refuse a job of a plugin in its crash-loop cool-down (`PluginCrashLoopError`); forget cool-downs that are over."
+    c = self.crash_loops.get(plugin_id)
+    if c is None: return
+    if time.time() >= c['until_epoch']:
+        del self.crash_loops[plugin_id]
+        return
+    raise PluginCrashLoopError(f"plugin {plugin_id!r} is cooling down until {c['until']}: its last {c['deaths']} jobs killed their "
+                               f"workers within {self.worker_config.crash_loop_window_seconds:g} s (last: {c['reason']})")
 
 @patch
 def _take_spare(self:BaseJobManager, slot:_Slot) -> bool:
@@ -635,6 +677,7 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
     if not self._ready_once or self._loop is not asyncio.get_running_loop():
         await self.start()  # the first job waits for the first workers: one that cannot start raises WorkerStartError here
+    if self.crash_loops: self._check_crash_loop(plugin_id)
     name = self._plugin_name(plugin_id)
     known = self._known_plugin(plugin_id, name)
     if known is False: raise ValueError(f"plugin {plugin_id!r} not found: {self._plugins_text()}")
@@ -871,6 +914,7 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
     why, status_if_stopped, stop_reason = h.stop_why, h.stop_status or CANCELLED, h.stop_reason
     h.stop_why = h.stop_status = h.stop_reason = None
     job = self.jobs.get(r.job_id)
+    if self._plugin_deaths and job is not None: self._plugin_deaths.pop(job.plugin_id, None)  # its worker survived it
     if job is not None and not job.is_terminal:
         if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
             self._mark_started(h, job, r.started_at, journal=False)
@@ -1274,6 +1318,8 @@ def health(self:BaseJobManager) -> Dict[str, Any]:
             'restarts': self.restart_count, 'recycled': self.recycled_count,
             'resources': self.resource_pool.usage() if self.resource_pool is not None else {},
             'journal': self._journal.status() if self._journal is not None else None, 'start_error': self.start_error,
+            'crash_loops': {p: {k: v for k, v in c.items() if k != 'until_epoch'} for p, c in self.crash_loops.items()
+                            if c['until_epoch'] > time.time()},
             'workers': [self._worker_health(h, now) for h in handles], 'plugins': plugins}
 
 # %% ../../nbs/09_base.ipynb #ee60c54c

@@ -174,11 +174,19 @@ class WorkerHandle:
         self.last_heard = time.monotonic()
         buf = self._rbuf
         if not buf and n > 4 and FRAME_HEADER.unpack_from(self._rchunk)[0] == n - 4:
-            msgs = [pickle.loads(self._rview[4:n])]  # the usual case: exactly one whole message
+            msgs = [self._decode(self._rview[4:n])]  # the usual case: exactly one whole message
         else: msgs = self._frames(n)
         for m in msgs:
+            if m is None: continue
             try: self._on_message(self, m)
             except Exception: log.exception("error handling a message from worker %s", self.pid)
+
+    def _decode(self, frame):
+        "A message from its frame; None (logged against the worker) if it cannot be unpickled: that frame alone is lost."
+        try: return pickle.loads(frame)
+        except Exception as e: why = f"{type(e).__name__}: {e}"  # text only: the exception would pin the read buffer
+        log.error("a message from worker %s could not be unpickled in the manager and was dropped: %s", self.pid, why)
+        return None
 
     def _frames(self, n:int) -> list:
         "Append what was read to the buffer and take every complete message out of it."
@@ -189,7 +197,7 @@ class WorkerHandle:
         with memoryview(buf) as mv:
             while (h := frame_header(mv, pos, n - pos)) is not None and pos + h[0] + h[1] <= n:
                 end = pos + h[0] + h[1]
-                msgs.append(pickle.loads(mv[pos + h[0]:end]))
+                msgs.append(self._decode(mv[pos + h[0]:end]))
                 pos = end
         if pos: del buf[:pos]
         return msgs

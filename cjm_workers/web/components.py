@@ -136,6 +136,8 @@ def manager_panel(name:str, h:Dict[str, Any]):
     "One manager's state and its workers (pid, state, current job, loaded plugins, CPU, memory), from its `health()`."
     summary = f"{h['state']} · {h['running']} running · {h['queued']} queued · {h['restarts']} restarts"
     if h.get('broken_reason'): summary += f" · broken: {h['broken_reason']}"
+    for plugin, c in (h.get('crash_loops') or {}).items():
+        summary += f" · {plugin} refused until {c['until'][11:19]} UTC: its jobs killed {c['deaths']} workers in a row"
     rows = [Tr(Td(w['pid'] or ''), Td(w['state']), Td((w['current_job'] or '')[:8], title=w['current_job'] or ''),
                Td(', '.join(w['loaded_plugins'])), Td(_pct(w['cpu_percent'])), Td(_mb(w['rss_mb'])), Td(w['jobs_done']))
             for w in h['workers']]
