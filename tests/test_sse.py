@@ -139,3 +139,32 @@ def test_html_stream_always_starts_from_a_snapshot(sse_server):
                 if line.startswith('data:'): first += line[5:]
                 elif line == '' and first: break
     assert 'id="cjm-jobs"' in first and 'hx-swap-oob="innerHTML"' in first   # a page redraw, not a replay
+
+
+@pytest.mark.parametrize('path', ['/ui/stream', '/ui/api/events'])
+def test_two_hundred_streams_closed_at_once_leave_nothing_behind(sse_server, path):
+    "200 clients, not reading while a job streams to them, close at once: subscribers and tasks go within send_timeout + 1 s."
+    url = sse_server(SEND_TIMEOUT='3')
+    port = int(url.rsplit(':', 1)[1])
+    with httpx.Client(timeout=10) as c:
+        with c.stream('GET', url + '/events') as r: next(events(r))  # sse-starlette's one shutdown watcher per process
+        until(lambda: c.get(url + '/debug').json()['subscribers'] == 0, what="the first subscription to end")
+        base = c.get(url + '/debug').json()
+        socks = []
+        try:
+            for _ in range(200):
+                s = socket.create_connection(('127.0.0.1', port))
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-user: ann\r\n\r\n".encode())
+                socks.append(s)
+            until(lambda: c.get(url + '/debug').json()['subscribers'] == 200, what="200 subscribers")
+            r = c.post(url + '/ui/api/jobs', json={'plugin': 'ticks', 'params': {'count': 100_000, 'interval': 0.002}},
+                       headers={'x-user': 'ann'})
+            assert r.status_code == 201
+            assert b'data:' in socks[0].recv(65536)  # events flow to them; nobody reads the rest
+            time.sleep(0.5)
+        finally:
+            for s in socks: s.close()
+        t = time.monotonic()
+        until(lambda: (lambda d: d['subscribers'] == 0 and d['tasks'] <= base['tasks'])(c.get(url + '/debug').json()),
+              timeout=3 + 1, what="subscribers and tasks of the closed streams to go")
+        print(f"200 streams closed at once: cleaned up in {time.monotonic() - t:.2f} s")
