@@ -671,6 +671,14 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
                     max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
                     resources:Optional[Mapping[str, int]]=None, owner:Optional[str]=None, **kwargs) -> JobType:
     "Submit a new job; it runs when a worker is free. Returns the job (already `failed` if it could not be queued)."
+    return await self.submit_job(plugin_id, kwargs, priority=priority, time_limit=time_limit, max_retries=max_retries,
+                                 retry_on_worker_death=retry_on_worker_death, resources=resources, owner=owner)
+
+@patch
+async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any], *, priority:Optional[int]=None,
+                     time_limit:Optional[float]=None, max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
+                     resources:Optional[Mapping[str, int]]=None, owner:Optional[str]=None) -> JobType:
+    "`start_job` with the job's parameters as one mapping, handed to `create_job` untouched whatever their names (a plugin parameter may be called `priority`): for code that relays what clients sent, such as the web API."
     if self._closing or self.broken_reason: self._check_accepting()
     size = self.worker_config.request_queue_size
     if size and len(self._queue) >= size:
@@ -681,7 +689,7 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
     name = self._plugin_name(plugin_id)
     known = self._known_plugin(plugin_id, name)
     if known is False: raise ValueError(f"plugin {plugin_id!r} not found: {self._plugins_text()}")
-    job = self.create_job(plugin_id, **kwargs)
+    job = self.create_job(plugin_id, **params)
     if not isinstance(job, BaseJob): raise TypeError(f"create_job must return a BaseJob, got {type(job).__name__}")
     if job.id in self.jobs: raise ValueError(f"create_job returned a job id already in use: {job.id!r}")
     if priority is not None: job.priority = priority

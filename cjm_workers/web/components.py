@@ -16,6 +16,7 @@ from fasthtml.common import (A, Article, Button, Details, Div, Link, Pre, Progre
                              Table, Tbody, Td, Th, Thead, Tr)
 
 from ..managers.base import TERMINAL_STATUSES
+from .hub import OUTPUT_CAP
 
 # %% ../../nbs/20_components.ipynb #d261a2ae
 def part_id(part:str, job_id:str) -> str:
@@ -95,10 +96,14 @@ def job_status(job):
         if shown: parts.append(Div(_short_json(shown, 500), cls="cjm-result"))
     return Div(*parts, id=part_id('status', job.id), cls="cjm-status")
 
-def job_output(job, text:Optional[str]=None):
-    "The job's streamed output (`text` instead, if given); live chunks are appended to it."
+def job_output(job, text:Optional[str]=None, prefix:str='/jobs', cap:int=OUTPUT_CAP):
+    "The job's streamed output (`text` instead, if given), its last `cap` characters; live chunks are appended to it."
     if text is None: text = job.output or ((job.result or {}).get('text', '') if job.status == 'completed' else '')
-    return Pre(text if isinstance(text, str) else str(text), id=part_id('out', job.id), cls="cjm-output")
+    if not isinstance(text, str): text = str(text)
+    if len(text) <= cap: return Pre(text, id=part_id('out', job.id), cls="cjm-output")
+    more = A(f"… {len(text) - cap:,} earlier characters (the whole output)", href=f"{prefix}/api/jobs/{job.id}/output",
+             cls="cjm-more", target="_blank")
+    return Pre(more, '\n', text[-cap:], id=part_id('out', job.id), cls="cjm-output")
 
 def log_lines(job):
     "The job's captured log tail as a block of lines (the part live updates replace)."
@@ -110,7 +115,7 @@ def log_tail(job, open:bool=False):
 
 def job_card(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[str]=None):
     "Everything about one job: head, progress and status, live output, log tail."
-    return Article(job_head(job, prefix, can_cancel), job_status(job), job_output(job, output), log_tail(job),
+    return Article(job_head(job, prefix, can_cancel), job_status(job), job_output(job, output, prefix), log_tail(job),
                    id=part_id('job', job.id), cls="cjm-card", data_status=job.status)
 
 # %% ../../nbs/20_components.ipynb #da9ef4e9

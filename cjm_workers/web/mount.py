@@ -6,20 +6,21 @@
 __all__ = ['log', 'STATIC_DIR', 'STATIC_FILES', 'job_json', 'JobsMount', 'mount_jobs']
 
 # %% ../../nbs/21_mount.ipynb #3bad556e
-import asyncio, html, importlib.util, json, logging
+import asyncio, html, importlib.util, json, logging, re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from fasthtml.common import (Body, Button, Div, Form, H1, H2, Head, Html, Input, Link, Meta, Option, Select, Tbody, Template,
                              Textarea, Title, to_xml)
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from ..core.errors import ParameterError
 from ..core.params import describe_params
 from ..managers.base import TERMINAL_STATUSES, WorkerUnavailableError
-from .components import (job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
+from .api import JOB_OPTIONS, InputError, check_filters, check_options, openapi_document, parse_json, read_body
+from .components import (OUTPUT_CAP, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)
 from .hub import EventHub, HubEvent
 from .sse import as_json, sse_response
@@ -49,15 +50,20 @@ def _form_value(v:str, schema:Optional[Dict[str, Any]]=None):
     try: return json.loads(v)
     except ValueError: return v
 
-def job_json(job, manager:str) -> Dict[str, Any]:
-    "A job as the API shows it: its fields, output and log tail, and its manager."
-    return {**job.to_dict(output=True), 'manager': manager}
+def job_json(job, manager:str, output_cap:int=OUTPUT_CAP) -> Dict[str, Any]:
+    "A job as the API shows it: its fields, log tail, the last `output_cap` characters of its output, and its manager."
+    d = job.to_dict(output=True)
+    out = d['output']
+    if len(out) > output_cap: d['output'], d['output_truncated'] = out[-output_cap:], len(out) - output_cap
+    d['manager'] = manager
+    return d
 
 # %% ../../nbs/21_mount.ipynb #9b217d54
 class JobsMount:
     "What `mount_jobs` put on the app: its managers, its hub and its routes."
     def __init__(self, managers:List, prefix:str='/jobs', access:Optional[Callable]=None, owner:Optional[Callable]=None,
-                 hub:Optional[EventHub]=None, presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10):
+                 hub:Optional[EventHub]=None, presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10,
+                 max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP):
         if not managers: raise ValueError("mount_jobs needs at least one manager")
         if not prefix or not prefix.startswith('/') or prefix.endswith('/'):
             raise ValueError(f"prefix must start with '/' and not end with one, got {prefix!r}")
@@ -71,6 +77,10 @@ class JobsMount:
             if name not in self.hub.managers: self.hub.add(m)
         self.presets = [tuple(p) for p in (presets or [])]
         self.ping, self.send_timeout = ping, send_timeout
+        unknown = set(job_options) - set(JOB_OPTIONS)
+        if unknown: raise ValueError(f"job_options may only name {JOB_OPTIONS}, got {sorted(unknown)}")
+        if max_body_bytes < 1 or max_depth < 1 or output_cap < 1: raise ValueError("max_body_bytes, max_depth and output_cap must be >= 1")
+        self.max_body_bytes, self.max_depth, self.job_options, self.output_cap = max_body_bytes, max_depth, tuple(job_options), output_cap
         self._tasks = set()  # cancellations in flight (a reference, so they are not collected)
 
     # -- access
@@ -121,6 +131,7 @@ class JobsMount:
         return [Route('/', self.dashboard), Route('/static/{name}', self.static),
                 Route('/api/jobs', self.list_jobs), Route('/api/jobs', self.submit, methods=['POST']),
                 Route('/api/jobs/{job_id}', self.get_job), Route('/api/jobs/{job_id}/cancel', self.cancel, methods=['POST']),
+                Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
                 Route('/api/health', self.health), Route('/api/plugins', self.plugins),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
 
@@ -141,7 +152,19 @@ class JobsMount:
     async def get_job(self, request:Request):
         m, job = await self.find(request.path_params['job_id'])
         if job is None or not self.may(request, job, 'view'): return _error(404, "no such job")
-        return _json_response(job_json(job, m.worker_type))
+        return _json_response(job_json(job, m.worker_type, self.output_cap))
+
+    async def get_output(self, request:Request):
+        "A job's whole output as text, from `offset` characters on."
+        m, job = await self.find(request.path_params['job_id'])
+        if job is None or not self.may(request, job, 'view'): return _error(404, "no such job")
+        offset = request.query_params.get('offset', '0')
+        if not offset.isdigit(): return _error(400, f"offset must be a number of characters >= 0, got {offset!r}")
+        return PlainTextResponse(job.output[int(offset):])
+
+    async def openapi(self, request:Request):
+        plugins = {p for m in self.managers.values() for p in m.health()['plugins']}
+        return _json_response(openapi_document(self.prefix, self.title, self.job_options, plugins, self.max_body_bytes))
 
     async def cancel(self, request:Request):
         m, job = await self.find(request.path_params['job_id'])
@@ -155,20 +178,18 @@ class JobsMount:
 
     async def list_jobs(self, request:Request):
         q = request.query_params
-        try:
-            limit, offset = int(q.get('limit', 50)), int(q.get('offset', 0))
-            if not 1 <= limit <= 1000 or offset < 0: raise ValueError
-        except ValueError: return _error(400, "limit must be 1..1000 and offset >= 0")
+        try: f = check_filters(q)
+        except InputError as e: return _error(e.status, str(e))
+        limit, offset = f.pop('limit'), f.pop('offset')
         name = q.get('manager')
         if name is not None and name not in self.managers: return _error(404, f"no manager named {name!r}")
-        statuses = [s for s in q.get('status', '').split(',') if s] or None
         ms = [self.managers[name]] if name else list(self.managers.values())
-        args = dict(status=statuses, plugin_id=q.get('plugin'), since=q.get('since'), until=q.get('until'))
+        args = f
         if self.access is None and len(ms) == 1:
             h = await ms[0].job_history(**args, limit=limit, offset=offset)
             jobs, total, exact = [(ms[0], j) for j in h['jobs']], h['total'], True
         else: jobs, total, exact = await self._merged(request, ms, args, limit, offset)
-        return _json_response({'jobs': [job_json(j, m.worker_type) for m, j in jobs], 'total': total, 'total_exact': exact,
+        return _json_response({'jobs': [job_json(j, m.worker_type, self.output_cap) for m, j in jobs], 'total': total, 'total_exact': exact,
                                'limit': limit, 'offset': offset})
 
     SCAN_LIMIT = 10_000  # jobs per manager an access-filtered or multi-manager listing looks at
@@ -190,54 +211,65 @@ class JobsMount:
         return found[offset:offset + limit], total, exact
 
     async def submit(self, request:Request):
-        is_json = 'json' in request.headers.get('content-type', '')
-        try: body = await request.json() if is_json else dict(await request.form())
-        except ValueError as e: return self._submitted(request, _error(400, f"the body is not valid JSON: {e}"))
-        if not isinstance(body, dict): return self._submitted(request, _error(400, "the body must be a JSON object"))
-        plugin, name, params, priority = body.pop('plugin', None), body.pop('manager', None), body.pop('params', None), body.pop('priority', None)
+        try: m, plugin, params, options = await self._submission(request)
+        except InputError as e: return self._submitted(request, _error(e.status, str(e), **({'errors': e.errors} if e.errors else {})))
+        try:
+            job = await m.submit_job(plugin, params, owner=self.owner(request) if self.owner else None, **options)
+        except ParameterError as e: r = _error(422, str(e), errors=e.errors)
+        except (asyncio.QueueFull, WorkerUnavailableError) as e: r = _error(503, str(e))
+        except (TypeError, ValueError, LookupError) as e: r = _error(400, f"the job could not be created: {e}")  # create_job refused the parameters
+        else: r = _json_response(job_json(job, m.worker_type, self.output_cap), 201)
+        return self._submitted(request, r)
+
+    async def _submission(self, request:Request) -> tuple:
+        "(manager, plugin, params, options) from a submission (JSON or a form), checked; `InputError` says what is wrong."
+        ctype = request.headers.get('content-type', '')
+        is_json = 'json' in ctype
+        raw = await read_body(request, self.max_body_bytes)
+        if is_json: body = parse_json(raw, self.max_depth)
+        else:
+            async def replay(): return {'type': 'http.request', 'body': raw, 'more_body': False}
+            try: body = dict(await Request(request.scope, replay).form())
+            except Exception as e: raise InputError(400, f"the body is not a valid form: {e}") from None
+        if not isinstance(body, dict): raise InputError(400, "the body must be a JSON object")
+        plugin, name, params = body.pop('plugin', None), body.pop('manager', None), body.pop('params', None)
+        if name is not None and not isinstance(name, str): raise InputError(400, "manager must be a string")
         if name is None and isinstance(plugin, str) and plugin.partition(':')[0] in self.managers and len(self.managers) > 1:
             name, _, plugin = plugin.partition(':')  # the dashboard's form names plugins "manager:plugin"
+        # job options come only from their own top-level fields, never from params
+        options = check_options({k: body.pop(k) for k in JOB_OPTIONS if k in body}, from_form=not is_json)
+        refused = set(options) - set(self.job_options)
+        if refused: raise InputError(400, f"clients may not set {', '.join(sorted(refused))} here")
         if isinstance(params, str):
-            try: params = json.loads(params) if params.strip() else {}
-            except ValueError as e: return self._submitted(request, _error(400, f"params is not valid JSON: {e}"))
+            if len(params) > self.max_body_bytes: raise InputError(413, "params is too large")
+            try: params = parse_json(params.encode(), self.max_depth) if params.strip() else {}
+            except InputError as e: raise InputError(400, f"params: {e}") from None
         if params is None and is_json: params = body
         elif params is None: params = self._form_params(plugin, name, body)
-        elif body: return self._submitted(request, _error(400, f"unexpected fields next to params: {sorted(body)}"))
-        if not isinstance(params, dict): return self._submitted(request, _error(400, "params must be a JSON object"))
-        if priority in ('', None): priority = None
-        else:
-            try: priority = int(priority)
-            except (TypeError, ValueError): return self._submitted(request, _error(400, f"priority must be an int, got {priority!r}"))
-        m = self._manager_for(plugin, name)
-        if isinstance(m, Response): return self._submitted(request, m)
-        try:
-            job = await m.start_job(plugin, priority=priority, owner=self.owner(request) if self.owner else None, **params)
-        except ParameterError as e: r = _error(422, str(e), errors=e.errors)
-        except asyncio.QueueFull as e: r = _error(503, str(e))
-        except WorkerUnavailableError as e: r = _error(503, str(e))
-        except (TypeError, ValueError) as e: r = _error(400, str(e))
-        else: r = _json_response(job_json(job, m.worker_type), 201)
-        return self._submitted(request, r)
+        elif body: raise InputError(400, f"unexpected fields next to params: {sorted(body)}")
+        if not isinstance(params, dict): raise InputError(400, "params must be a JSON object")
+        return self._manager_for(plugin, name), plugin, params, options
 
     def _form_params(self, plugin, name, fields:Dict[str, str]) -> Dict[str, Any]:
         "Form fields as parameters, typed by the plugin's declaration where it has one."
-        m = self._manager_for(plugin, name)
-        spec = describe_params(m.get_plugin_parameters(plugin)) if not isinstance(m, Response) else None
+        try: spec = describe_params(self._manager_for(plugin, name).get_plugin_parameters(plugin))
+        except InputError: spec = None
         props = (spec or {}).get('properties', {})
         return {k: _form_value(v, props.get(k)) for k, v in fields.items()}
 
     def _manager_for(self, plugin, name):
-        if not isinstance(plugin, str) or not plugin: return _error(400, "plugin is required")
+        "The manager that runs `plugin` (named by `name` if given); `InputError` if none or several could."
+        if not isinstance(plugin, str) or not plugin: raise InputError(400, "plugin is required (a string)")
         if name is not None:
             m = self.managers.get(name)
-            if m is None: return _error(404, f"no manager named {name!r}")
+            if m is None: raise InputError(404, f"no manager named {name!r}")
             ms = [m]
         else: ms = list(self.managers.values())
         having = [m for m in ms if plugin in m.health()['plugins']]
         if not having:
             known = sorted({p for m in ms for p in m.health()['plugins']})
-            return _error(400, f"unknown plugin {plugin!r} (known: {', '.join(known) or 'none yet'})")
-        if len(having) > 1: return _error(400, f"plugin {plugin!r} is on several managers: say which (manager)")
+            raise InputError(400, f"unknown plugin {plugin!r} (known: {', '.join(known) or 'none yet'})")
+        if len(having) > 1: raise InputError(400, f"plugin {plugin!r} is on several managers: say which (manager)")
         return having[0]
 
     def _submitted(self, request:Request, r:Response) -> Response:
@@ -308,7 +340,7 @@ class JobsMount:
                    to_xml(_oob_in_table(Tbody(job_row(job, p, cancel)), 'afterbegin:#cjm-rows'))
         parts = [_oob(job_head(job, p, cancel)), _oob(job_status(job)), _oob_in_table(job_row(job, p, cancel))]
         if t == 'retrying': parts.append(_oob(job_output(job, '')))  # its output starts over
-        if job.status in TERMINAL_STATUSES: parts += [_oob(job_output(job)), _oob(log_lines(job))]
+        if job.status in TERMINAL_STATUSES: parts += [_oob(job_output(job, None, p)), _oob(log_lines(job))]
         if t == 'started' or t in TERMINAL_STATUSES:  # a worker took or finished a job: its panel row changed
             parts.append(_oob(manager_panel(e.manager, self.scrub(request, m.health()))))
         return ''.join(to_xml(x) for x in parts)
@@ -323,7 +355,7 @@ class JobsMount:
                 job = m.jobs.get(d['id'])
                 if job is None: continue
                 off = d.get('output_offset')
-                output = d['output'] if 'output' in d else (None if off is None else job.output[:off])
+                output = self.hub.published_output(job) if 'output' in d else (None if off is None else job.output[:off])
                 views.append((job, output, self.may(request, job, 'cancel')))
         if e.job_id is not None: return ''.join(to_xml(_oob(job_card(j, p, c, output=o))) for j, o, c in views)
         views.sort(key=lambda v: v[0].created_at, reverse=True)
@@ -368,9 +400,15 @@ class JobsMount:
 # %% ../../nbs/21_mount.ipynb #6b491ad7
 def mount_jobs(app, *managers, prefix:str='/jobs', access:Optional[Callable[[Request, Any, str], bool]]=None,
                owner:Optional[Callable[[Request], Optional[str]]]=None, hub:Optional[EventHub]=None,
-               presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10) -> JobsMount:
+               presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10,
+               max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP) -> JobsMount:
     "Put the managers' JSON API, dashboard and live streams on `app` under `prefix`; see above."
-    jm = JobsMount(list(managers), prefix, access, owner, hub, presets, title, ping, send_timeout)
-    app.router.routes.insert(0, Mount(prefix, routes=jm.routes()))
+    jm = JobsMount(list(managers), prefix, access, owner, hub, presets, title, ping, send_timeout,
+                   max_body_bytes, max_depth, job_options, output_cap)
+    mount = Mount(prefix, routes=jm.routes())
+    # Starlette compiles a mount's pattern without DOTALL, so an id holding a newline (%0A) would miss the mount and get the
+    # app's plain-text 404; with DOTALL every path under the prefix reaches the mount, whose answers are JSON
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    app.router.routes.insert(0, mount)
     app.router.routes.insert(1, Route(prefix, lambda request: RedirectResponse(prefix + '/')))
     return jm
