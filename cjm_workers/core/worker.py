@@ -35,6 +35,9 @@ def describe_error(e:BaseException) -> str:
     msg = str(e)
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
+class _InitFailed(Exception):
+    "The worker's set-up failed (reported to the manager): it exits."
+
 def _close_stream(chunks, ctx) -> None:
     "Close a plugin's generator (its `finally` blocks run); a plugin that refuses is logged, not fatal."
     close = getattr(chunks, 'close', None)
@@ -486,17 +489,23 @@ class _Worker:
             try: req = pickle.loads(self._recv())
             except (EOFError, OSError): return
             t = req.type
-            if t is WorkerRequestType.EXECUTE: self._execute(req)
-            elif t in (WorkerRequestType.RELOAD, WorkerRequestType.UNLOAD): self._command(req)
-            elif t is WorkerRequestType.INIT:
-                try: self._init(req)
-                except BaseException as e:
-                    self._reply(req, WorkerResponseType.ERROR, {'error': f"the plugin manager could not be set up: {describe_error(e)}",
-                                                                'traceback': traceback.format_exc()})
-                    return
-            elif t is WorkerRequestType.GET_STATE:
-                self._reply(req, WorkerResponseType.STATE, {'pid': os.getpid(), 'loaded': sorted(self.loaded), 'plugins': sorted(self.plugins)})
-            elif t is WorkerRequestType.STOP: return
+            if t is WorkerRequestType.STOP: return
+            try: self._handle(req, t)
+            except (BrokenPipeError, ConnectionResetError): return  # the manager is gone: nobody to answer
+            except _InitFailed: return
+
+    def _handle(self, req:WorkerRequest, t:WorkerRequestType):
+        "One request from the job pipe (but STOP)."
+        if t is WorkerRequestType.EXECUTE: self._execute(req)
+        elif t in (WorkerRequestType.RELOAD, WorkerRequestType.UNLOAD): self._command(req)
+        elif t is WorkerRequestType.INIT:
+            try: self._init(req)
+            except BaseException as e:
+                self._reply(req, WorkerResponseType.ERROR, {'error': f"the plugin manager could not be set up: {describe_error(e)}",
+                                                            'traceback': traceback.format_exc()})
+                raise _InitFailed() from e
+        elif t is WorkerRequestType.GET_STATE:
+            self._reply(req, WorkerResponseType.STATE, {'pid': os.getpid(), 'loaded': sorted(self.loaded), 'plugins': sorted(self.plugins)})
 
 # %% ../../nbs/04_worker.ipynb #0598659b
 def base_worker_process(

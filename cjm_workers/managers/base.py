@@ -87,6 +87,7 @@ class BaseJob:
     owner: Optional[str] = None # Who submitted it, e.g. a session's user (access rules in the web layer use it)
     log_tail: List[str] = field(default_factory=list, repr=False) # The last lines its plugin printed or logged (`log_tail_lines`)
     cancel_requested_at: Optional[str] = None # When `cancel_job` accepted a cancel of this job while it ran ("cancelling…" until it ends)
+    durable_start: Optional[bool] = None # Hand it to a worker only once the journal has it as running: at most once (None: the manager's default)
 
     @property
     def output(self) -> str:
@@ -147,6 +148,7 @@ class BaseJobManager(ABC, Generic[JobType]):
                  plugin_parameters:Optional[Mapping[str, Any]]=None, # Each plugin's parameters: a dataclass or a JSON-schema dict
                  job_store:Union[JobStore, str, os.PathLike, None]=None, # Journal jobs here (an SQLite path, or a JobStore) and recover them
                  plugins:Optional[Iterable[str]]=None, # The plugin ids this manager runs: others are refused at submit
+                 durable_start:bool=False, # Default of jobs' `durable_start`: run at most once across crashes (needs job_store)
                 ):
         if not isinstance(worker_type, str) or not worker_type or ':' in worker_type:
             raise ValueError(f"worker_type must be a non-empty string without ':', got {worker_type!r}")
@@ -170,6 +172,8 @@ class BaseJobManager(ABC, Generic[JobType]):
         for spec in self.plugin_parameters.values(): check_param_spec(spec)
         if self.resource_pool is not None: self.resource_pool._attach(self)
         self.job_store: Optional[JobStore] = open_store(job_store)
+        if durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
+        self.durable_start = bool(durable_start)
         self._journal: Optional[Journal] = None
         self._store_opening = None             # the task opening the store and recovering its jobs
         self.jobs: Dict[str, BaseJob] = {}
@@ -669,15 +673,17 @@ _UNSET = object()
 @patch
 async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int]=None, time_limit:Optional[float]=None,
                     max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
-                    resources:Optional[Mapping[str, int]]=None, owner:Optional[str]=None, **kwargs) -> JobType:
+                    resources:Optional[Mapping[str, int]]=None, owner:Optional[str]=None, durable_start:Optional[bool]=None,
+                    **kwargs) -> JobType:
     "Submit a new job; it runs when a worker is free. Returns the job (already `failed` if it could not be queued)."
     return await self.submit_job(plugin_id, kwargs, priority=priority, time_limit=time_limit, max_retries=max_retries,
-                                 retry_on_worker_death=retry_on_worker_death, resources=resources, owner=owner)
+                                 retry_on_worker_death=retry_on_worker_death, resources=resources, owner=owner,
+                                 durable_start=durable_start)
 
 @patch
 async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any], *, priority:Optional[int]=None,
                      time_limit:Optional[float]=None, max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
-                     resources:Optional[Mapping[str, int]]=None, owner:Optional[str]=None) -> JobType:
+                     resources:Optional[Mapping[str, int]]=None, owner:Optional[str]=None, durable_start:Optional[bool]=None) -> JobType:
     "`start_job` with the job's parameters as one mapping, handed to `create_job` untouched whatever their names (a plugin parameter may be called `priority`): for code that relays what clients sent, such as the web API."
     if self._closing or self.broken_reason: self._check_accepting()
     size = self.worker_config.request_queue_size
@@ -698,6 +704,8 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
     if retry_on_worker_death is not None: job.retry_on_worker_death = bool(retry_on_worker_death)
     if resources is not None: job.resources = dict(resources)
     if owner is not None: job.owner = str(owner)
+    if durable_start is not None: job.durable_start = bool(durable_start)
+    if job.durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
     if (job.priority.__class__ is int and job.time_limit is None and job.max_retries is None and job.resources is None
         and self.resource_pool is None and not self.plugin_resources): needs = ()  # nothing to check
     else: needs = self._check_job_options(job)
@@ -792,7 +800,18 @@ def _dispatch(self:BaseJobManager):
         job.attempt += 1
         limit = job.time_limit if job.time_limit is not None else self.worker_config.job_time_limit_seconds
         if limit: h.limit_timer = self._loop.call_later(limit, self._time_out, h, job_id, limit)
-        h.send_bytes(payload)
+        if job.durable_start or (self.durable_start and job.durable_start is None):
+            job.durable_start = True  # recorded with the job: recovery must know how it was handed over
+            self._send_when_durable(h, job, payload)
+        else: h.send_bytes(payload)
+
+@patch
+def _send_when_durable(self:BaseJobManager, h:WorkerHandle, job:BaseJob, payload:bytes):
+    "Hand a `durable_start` job to its worker once the journal has committed it as running (a group commit, at once)."
+    loop = self._loop
+    def send():  # on the loop: the worker may have died, or taken another job, meanwhile
+        if h.current_job_id == job.id and h.alive: h.send_bytes(payload)
+    self._journal.dispatched(job, lambda: loop.call_soon_threadsafe(send))
 
 @patch
 def _best_startable(self:BaseJobManager):
@@ -1386,6 +1405,10 @@ def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
     if job.id in self.jobs: return job.status
     self.jobs[job.id] = job
     was_running = row['status'] == RUNNING
+    if was_running and job.durable_start:  # handed to a worker (maybe run, maybe not): a durable start never runs twice
+        self._finish(job, INTERRUPTED, error="interrupted: the app stopped after the job was handed to a worker "
+                                             "(durable_start: it is not run again)")
+        return INTERRUPTED
     if was_running and not (job.retry_on_worker_death and self._retries_left(job)):
         self._finish(job, INTERRUPTED, error="interrupted: the app stopped while the job was running")
         return INTERRUPTED

@@ -27,7 +27,7 @@ class Journal:
         self._urgent = threading.Event()      # flush() and stop() cut the batching window short
         self._requests: Dict[str, tuple] = {} # job id -> its execute request, from the loop to the thread
         self._outs: Dict[str, tuple] = {}     # job id -> (output list written from, pieces written, chars written, cut)
-        self._unwritten: tuple = ({}, {}, set())  # a failed batch (jobs, queued, waiting), merged into the next one
+        self._unwritten: tuple = ({}, {}, set(), {})  # a failed batch (jobs, queued, waiting, dispatched), merged into the next one
         self.error: Optional[str] = None      # the last write error, until a write succeeds again
         self.rows_written = self.batches = self.failed_batches = 0
         self._thread: Optional[threading.Thread] = None
@@ -39,6 +39,11 @@ class Journal:
         "Journal the job's current state; `queued` = (plugin name, execute payload, needs) when it is first queued."
         if queued is not None: self._requests[job.id] = queued  # before the job is queued: the thread finds it there
         self._q.put(job)
+
+    def dispatched(self, job, then) -> None:
+        "Write the job as running now (no batching window); call `then()` (from the writer thread) once it is on disk."
+        self._q.put(('dispatched', job, then))
+        self._urgent.set()
 
     def keep_waiting(self, job) -> None:
         "Journal the job as still waiting, whatever this process did with it (a shutdown cancels waiting jobs)."
@@ -91,8 +96,8 @@ class Journal:
         # the latest state of each job touched (one row per job and batch), without a container per job: objects
         # that live through a batch are promoted by the GC and bring its full collections, which stop the event
         # loop too, sooner
-        jobs, queued, waiting = self._unwritten
-        self._unwritten = ({}, {}, set())
+        jobs, queued, waiting, dispatched = self._unwritten
+        self._unwritten = ({}, {}, set(), {})
         forget, waiters, stop, before = [], [], False, None
         stash = self._requests
         for item in items:
@@ -104,7 +109,10 @@ class Journal:
                 if waiting: waiting.discard(item.id)
                 continue
             kind, job, arg = item
-            if job is not None:  # kept waiting
+            if kind == 'dispatched':
+                jobs[job.id] = job
+                dispatched[job.id] = arg
+            elif job is not None:  # kept waiting
                 jobs[job.id] = job
                 waiting.add(job.id)
             elif kind == 'flush': waiters.append(arg)
@@ -113,10 +121,10 @@ class Journal:
             elif kind == 'forget_finished': before = arg
         if jobs:
             try:
-                rows, outputs, advanced = self._rows(jobs, queued, waiting)
+                rows, outputs, advanced = self._rows(jobs, queued, waiting, dispatched)
                 self.store.write(self.owner, rows, queued, outputs)
             except Exception as e:
-                self._unwritten = (jobs, queued, waiting)  # the next batch tries again
+                self._unwritten = (jobs, queued, waiting, dispatched)  # the next batch tries again
                 self.failed_batches += 1
                 if self.error is None: log.error("journal %s: writing %d jobs failed: %s", self.owner, len(jobs), e)
                 self.error = f"{type(e).__name__}: {e}"
@@ -132,6 +140,9 @@ class Journal:
                 if self._outs:
                     for job in jobs.values():
                         if job.status in _TERMINAL: self._outs.pop(job.id, None)
+                for then in dispatched.values():
+                    try: then()
+                    except Exception: log.exception("journal %s: a durable start's callback failed", self.owner)
         if forget:
             for j in forget: self._outs.pop(j, None)
             try: self.store.delete(self.owner, forget)
@@ -143,15 +154,16 @@ class Journal:
         for w in waiters: w.set()
         return stop
 
-    def _rows(self, jobs, queued, waiting) -> Tuple[list, list, dict]:
+    def _rows(self, jobs, queued, waiting, dispatched=()) -> Tuple[list, list, dict]:
         "What `JobStore.write` takes (each job's fields, the output to append), and how far that takes each job's output."
         rows, outputs, advanced = [], [], {}
         for i, job in enumerate(jobs.values()):
             # hand the GIL to the event loop now and then, rather than make it wait a whole switch interval (5 ms)
             if i % 256 == 255: time.sleep(0)
-            if job.output_chunks or job.id in waiting:  # the store is given fields without the output
+            if job.output_chunks or job.id in waiting or job.id in dispatched:  # the store is given fields without the output
                 fields = job_fields(job)
                 if job.id in waiting: fields.update(status='pending', completed_at=None, error=None)
+                elif job.id in dispatched and fields['status'] == 'pending': fields['status'] = 'running'  # handed over
                 if job.id in queued: fields['job_class'] = job_class_path(job)
                 rows.append(fields)
                 self._output(job, outputs, advanced)
