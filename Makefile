@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scheduling.py
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/sse.py
+	$(BIN)/python bench/delivery.py
 
 # notebooks -> package; fails if the committed package differs from the notebooks
 sync: $(STAMP)
