@@ -12,14 +12,18 @@ FUZZ_EXAMPLES = 100  # per operation and generation mode; CI-sized
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-@pytest.fixture(scope='module')
+def _serve():
+    return serving(['-m', 'uvicorn', 'api_app:app', '--app-dir', str(Path(__file__).parent), '--host', '127.0.0.1',
+                  '--timeout-graceful-shutdown', '2'], '/jobs/api/health')
+
+
+@pytest.fixture
 def api():
-    with serving(['-m', 'uvicorn', 'api_app:app', '--app-dir', str(Path(__file__).parent), '--host', '127.0.0.1',
-                  '--timeout-graceful-shutdown', '2'], '/jobs/api/health') as (url, proc):
-        yield url, proc
+    "A server of its own per test: the fuzzing fills the queue with generated jobs (sleeps of up to an hour)."
+    with _serve() as (url, proc): yield url, proc
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def api_schema(api):
     url, _ = api
     return schemathesis.openapi.from_url(url + '/jobs/api/openapi.json').exclude(path_regex='/api/events$')
