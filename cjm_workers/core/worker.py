@@ -15,6 +15,7 @@ from .adapters import default_result_adapter
 from .context import JobCancelled, JobContext
 from .errors import error_kind
 from .reaper import kill_marked, kill_tree, mark_worker
+from . import payloads
 from .protocol import (FRAME_HEADER, PluginManagerAdapter, frame, frame_header, WorkerRequest, WorkerRequestType, WorkerResponse,
                                        WorkerResponseType, WorkerResult, WorkerStreamChunk)
 
@@ -259,6 +260,11 @@ class _Worker:
             if self.rpos: del buf[:self.rpos]; self.rpos = 0
             buf += chunk
 
+    def _recv_chunked(self, count:int):
+        "A message sent in pieces (`core.payloads`): its chunks, then its skeleton."
+        chunks = [bytes(self._recv()) for _ in range(count)]
+        return payloads.loads(self._recv(), chunks)
+
     def _spin(self):
         "Poll the job pipe for up to `idle_spin` seconds before blocking on it (see the module text for why)."
         end = time.perf_counter() + self.idle_spin
@@ -428,11 +434,15 @@ class _Worker:
             self.ctx, self.streaming = None, False
             if self.capture is not None: self.capture.end()
         held, result.started_at = out.finish()
+        chunks = None
+        if result.data and payloads.is_big(result.data):  # big values travel beside the pickle, for the manager's sake
+            result.data, chunks = payloads.split(result.data)
         try: payload = pickle.dumps(result, PICKLE_PROTOCOL)
         except Exception as e:
-            payload = pickle.dumps(WorkerResult(job_id, 'error', error=f"result could not be pickled: {describe_error(e)}",
-                                                started_at=result.started_at), PICKLE_PROTOCOL)
-        self._send_payloads(held + [payload])  # one write: what was held back, then the result
+            chunks, payload = None, pickle.dumps(WorkerResult(job_id, 'error', error=f"result could not be pickled: {describe_error(e)}",
+                                                              started_at=result.started_at), PICKLE_PROTOCOL)
+        # one write: what was held back, then the result
+        self._send_payloads(held + (payloads.frames(payload, chunks) if chunks else [payload]))
 
     def _stream(self, chunks, out:_JobOutput, ctx:JobContext) -> int:
         "Send a plugin's chunks as they come; after a cancel, stop at the next chunk even if the plugin never checks."
@@ -486,7 +496,9 @@ class _Worker:
         threading.Thread(target=self._flush_loop, name="cjm-flusher", daemon=True).start()
         while True:
             if self.idle_spin and not self.rbuf: self._spin()
-            try: req = pickle.loads(self._recv())
+            try:
+                req = pickle.loads(self._recv())
+                if type(req) is payloads._Chunks: req = self._recv_chunked(req.count)
             except (EOFError, OSError): return
             t = req.type
             if t is WorkerRequestType.STOP: return

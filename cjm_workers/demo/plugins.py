@@ -38,6 +38,7 @@ class DemoPluginManager:
         'ticks': "streams `count` lines 'i time' (epoch seconds when sent), one every `interval` seconds",
         'chatty': "prints `lines` lines of `text`, logs one INFO and one WARNING record, and returns",
         'worker_only': "returns an object of a class that only worker processes can import",
+        'big': "takes any `data` and returns `size` (its length) and a `text` of `n` characters",
         'record': "appends its job id to the file `path` (a side effect that shows how often a job ran), sleeping `seconds` first",
         'drip': "streams `count` chunks, one every `interval` seconds, never checking for cancellation",
         'spawn_helper': "starts `sleep 300` in a session of its own (as cjm-plugin-system starts helpers), then sleeps `seconds` without checking",
@@ -104,6 +105,7 @@ class DemoPluginManager:
         while time.monotonic() < end: time.sleep(0.01)  # never checks for cancellation
         return {'text': 'finished anyway'}
     def _run_unpicklable(self): return {'lock': threading.Lock()}
+    def _run_big(self, data='', n=0): return {'size': len(data), 'text': 'r' * int(n)}
     def _run_record(self, path, seconds=0.0):
         time.sleep(float(seconds))
         with open(path, 'a') as f: f.write(current_job().job_id + '\n')  # one short append: whole lines, even across processes

@@ -30,6 +30,7 @@ from .health import WorkerState, handle_state, sample_processes
 from .journal import Journal
 from .pool import WorkerHandle, describe_exit
 from ..core.reaper import worker_marker
+from ..core.payloads import drop_gradually, frames, is_big, split_async
 from .scheduling import JobQueue, ResourcePool, needs_key
 
 log = logging.getLogger(__name__)
@@ -729,11 +730,18 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
         if prep_error is not None: raise prep_error
         # a `stream` parameter decides (as in the reference library, where it also reaches the plugin), else the job's metadata
         stream = params['stream'] if isinstance(params, dict) and 'stream' in params else job.metadata.get('stream', True)
+        chunks = None
+        if params.__class__ is dict and params and is_big(params):
+            params, chunks = await split_async(params)  # big values go beside the pickle, a chunk per turn of the loop
         req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': job.id, 'plugin_name': name, 'params': params,
                             'stream': self.supports_streaming and bool(stream)})
         payload = pickle.dumps(req, pickle.HIGHEST_PROTOCOL)
+        if chunks: payload = frames(payload, chunks)
     except Exception as e:
         self._finish(job, FAILED, error=f"job parameters cannot be sent to a worker: {describe_error(e)}")
+        return job
+    if chunks is not None and (job.is_terminal or self._closing):  # cancelled, or shut down, while it was being split
+        self._finish(job, CANCELLED, error="cancelled: the manager shut down before the job was queued")
         return job
     request = (name, payload, needs)  # one tuple for the queue, the worker's current job and the journal
     self._queue.push(job.id, request, job.priority, needs)
@@ -803,6 +811,7 @@ def _dispatch(self:BaseJobManager):
         if job.durable_start or (self.durable_start and job.durable_start is None):
             job.durable_start = True  # recorded with the job: recovery must know how it was handed over
             self._send_when_durable(h, job, payload)
+        elif payload.__class__ is list: h.send_frames(payload)  # a big message (core.payloads)
         else: h.send_bytes(payload)
 
 @patch
@@ -810,7 +819,7 @@ def _send_when_durable(self:BaseJobManager, h:WorkerHandle, job:BaseJob, payload
     "Hand a `durable_start` job to its worker once the journal has committed it as running (a group commit, at once)."
     loop = self._loop
     def send():  # on the loop: the worker may have died, or taken another job, meanwhile
-        if h.current_job_id == job.id and h.alive: h.send_bytes(payload)
+        if h.current_job_id == job.id and h.alive: h.send_frames(payload) if payload.__class__ is list else h.send_bytes(payload)
     self._journal.dispatched(job, lambda: loop.call_soon_threadsafe(send))
 
 @patch
@@ -977,8 +986,11 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
             else: self._finish(job, FAILED, error=r.error or "failed")
     # job_id='' (not None): resource managers such as cjm-fasthtml-resources' skip None, which would leave the old job shown
     if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle', job_id='')
-    if h.limit_timer is not None or (h.current and h.current[2]): self._job_left(h)
+    cur = h.current
+    if h.limit_timer is not None or (cur and cur[2]): self._job_left(h)
     else: h.current = None
+    if cur is not None and cur[1].__class__ is list and (job is None or job.is_terminal):
+        drop_gradually(cur[1])  # a big request's chunks (no retry will send them again): freed a few per turn
     if self._recycles: self._maybe_recycle(h)
     self._dispatch()
 
@@ -1413,7 +1425,8 @@ def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
         self._finish(job, INTERRUPTED, error="interrupted: the app stopped while the job was running")
         return INTERRUPTED
     if row['payload'] is None:
-        self._finish(job, FAILED, error="cannot run after the restart: its request was never journaled")
+        self._finish(job, FAILED, error="cannot run after the restart: its request was not journaled "
+                                        "(requests holding over 1 MB of values are not)")
         return FAILED
     needs = dict(json.loads(row['needs'])) if row['needs'] else {}
     err = self._resource_error(needs)  # this manager's resource limits may differ from the last one's

@@ -37,7 +37,11 @@ class Journal:
     # everything else as a (kind, job, argument) tuple.
     def job(self, job, queued:Optional[tuple]=None) -> None:
         "Journal the job's current state; `queued` = (plugin name, execute payload, needs) when it is first queued."
-        if queued is not None: self._requests[job.id] = queued  # before the job is queued: the thread finds it there
+        if queued is not None:  # before the job is queued: the thread finds it there
+            # a big request (several frames, core.payloads) is not journaled: copying it would hold the GIL, and so the
+            # event loop, for as long; such a job cannot run again after a restart
+            if queued[1].__class__ is list: queued = (queued[0], None, queued[2])
+            self._requests[job.id] = queued
         self._q.put(job)
 
     def dispatched(self, job, then) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Optional
 from ..core.protocol import FRAME_HEADER, WorkerRequest, frame, frame_header
 from ..core.reaper import kill_marked, worker_marker
 from ..core.worker import run_entry_point
+from ..core import payloads
 
 log = logging.getLogger(__name__)
 READ_SIZE = 1 << 18
@@ -45,6 +46,11 @@ def _ensure_exit_hook():
         _atexit_registered = True
 
 # %% ../../nbs/08_pool.ipynb #951cdc65
+class _Joining:
+    "A big message whose values are still `core.payloads.Pending`."
+    __slots__ = ('msg',)
+    def __init__(self, msg): self.msg = msg
+
 class WorkerHandle:
     "A worker process: its pipes, its state and its current job, as seen by the manager."
     def __init__(self, slot:int, name:str, entry_point:Callable, on_message:Callable, on_exit:Callable):
@@ -87,6 +93,10 @@ class WorkerHandle:
         self._rchunk = bytearray(READ_SIZE)
         self._rview = memoryview(self._rchunk)
         self._sentinel = None
+        self._chunked = None                     # (count, chunks) while the raw chunks of a big message arrive
+        self._held: Optional[list] = None        # messages waiting behind one whose big values are being joined
+        self._joining = None                     # that task
+        self._exit_pending = None                # (exit code,) of a death seen while joining: reported after it
 
     # -- lifecycle
     async def start(self, init:WorkerRequest):
@@ -131,12 +141,18 @@ class WorkerHandle:
         self.send_bytes(pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
 
     def send_bytes(self, data:bytes) -> None:
-        if self._fd < 0: return
-        parts = frame(data)
+        "Send one message's bytes (a frame) without blocking."
+        if self._fd >= 0: self._write_parts(frame(data))
+
+    def send_frames(self, datas:list) -> None:
+        "Send a message made of several frames (a big message: `core.payloads.frames`) without blocking."
+        if self._fd >= 0: self._write_parts([p for d in datas for p in frame(d)])
+
+    def _write_parts(self, parts:list) -> None:
         if self._wbuf:
             self._wbuf.extend(parts)
             return
-        rest = self._writev(parts)
+        rest = self._writev(parts[:64]) + parts[64:]  # writev takes at most IOV_MAX (1024) pieces
         if rest:
             self._wbuf = rest
             self._loop.add_writer(self._fd, self._on_writable)
@@ -174,12 +190,51 @@ class WorkerHandle:
         self.last_heard = time.monotonic()
         buf = self._rbuf
         if not buf and n > 4 and FRAME_HEADER.unpack_from(self._rchunk)[0] == n - 4:
-            msgs = [self._decode(self._rview[4:n])]  # the usual case: exactly one whole message
+            msgs = [self._take(self._rview[4:n])]  # the usual case: exactly one whole message
         else: msgs = self._frames(n)
         for m in msgs:
-            if m is None: continue
+            if m is not None: self._deliver(m)
+
+    def _take(self, frame):
+        "The message a frame completes (None if it completes none: a chunk of a big message, or undecodable)."
+        st = self._chunked
+        if st is not None:  # a big message: its chunks, then its skeleton
+            if len(st[1]) < st[0]:
+                st[1].append(bytes(frame))
+                return None
+            self._chunked = None
+            try: return _Joining(payloads.loads(frame, st[1], later=True))
+            except Exception as e: why = f"{type(e).__name__}: {e}"
+            log.error("a message from worker %s could not be unpickled in the manager and was dropped: %s", self.pid, why)
+            return None
+        msg = self._decode(frame)
+        if type(msg) is payloads._Chunks:
+            self._chunked = (msg.count, [])
+            return None
+        return msg
+
+    def _deliver(self, m):
+        "Hand a message to the manager, in order: behind one whose big values are still being joined, if any."
+        if self._held is not None: self._held.append(m)
+        elif type(m) is _Joining:
+            self._held = [m]
+            self._joining = self._loop.create_task(self._deliver_held())
+        else:
             try: self._on_message(self, m)
             except Exception: log.exception("error handling a message from worker %s", self.pid)
+
+    async def _deliver_held(self):
+        "Deliver the held messages in order, joining a big message's values first (a chunk per turn of the loop)."
+        while self._held:
+            m = self._held.pop(0)
+            if type(m) is _Joining:
+                try: await payloads.join_async(payloads.find_pending(m.msg))
+                except Exception: log.exception("joining a big message from worker %s failed", self.pid)
+                m = m.msg
+            try: self._on_message(self, m)
+            except Exception: log.exception("error handling a message from worker %s", self.pid)
+        self._held = self._joining = None
+        if self._exit_pending is not None: self._finish_reap(*self._exit_pending)
 
     def _decode(self, frame):
         "A message from its frame; None (logged against the worker) if it cannot be unpickled: that frame alone is lost."
@@ -197,7 +252,7 @@ class WorkerHandle:
         with memoryview(buf) as mv:
             while (h := frame_header(mv, pos, n - pos)) is not None and pos + h[0] + h[1] <= n:
                 end = pos + h[0] + h[1]
-                msgs.append(self._decode(mv[pos + h[0]:end]))
+                msgs.append(self._take(mv[pos + h[0]:end]))
                 pos = end
         if pos: del buf[:pos]
         return msgs
@@ -217,6 +272,13 @@ class WorkerHandle:
         if self._fd >= 0:
             try: self._on_readable()  # messages written just before death still count
             except Exception: pass
+        if self._joining is not None:  # a big message is still being joined: its death is reported after it
+            self._exit_pending = (code,)
+            return
+        self._finish_reap(code)
+
+    def _finish_reap(self, code:Optional[int]):
+        self._exit_pending = None
         self._close_pipes()
         self.state = "dead"
         _live_handles.discard(self)
