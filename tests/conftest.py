@@ -6,13 +6,13 @@ from cjm_workers.demo.plugins import DemoJobManager
 
 @pytest.fixture
 async def make_manager():
-    "Build DemoJobManagers; every one is shut down (and its workers killed) when the test ends."
+    "Build DemoJobManagers (or `cls=` a subclass); every one is shut down (and its workers killed) when the test ends."
     made = []
-    def make(**config):
+    def make(cls=DemoJobManager, **config):
         "WorkerConfig fields, plus the manager's own arguments (worker_type, resources, plugin_resources, ...)."
         manager_args = {k: config.pop(k) for k in ('event_broadcaster', 'worker_type', 'resources', 'plugin_resources',
-                                                   'plugin_parameters', 'job_store') if k in config}
-        m = DemoJobManager(worker_config=WorkerConfig(**config), **manager_args)
+                                                   'plugin_parameters', 'job_store', 'plugins', 'durable_start') if k in config}
+        m = cls(worker_config=WorkerConfig(**config), **manager_args)
         made.append(m)
         return m
     try: yield make

@@ -2,20 +2,12 @@
 import asyncio, contextlib, time
 import pytest
 from conftest import started, wait_until
-from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import AsyncDemoJobManager
 
 
 @pytest.fixture
-async def async_manager():
-    made = []
-    def make(**config):
-        m = AsyncDemoJobManager(worker_config=WorkerConfig(**config))
-        made.append(m)
-        return m
-    try: yield make
-    finally:
-        for m in made: await asyncio.wait_for(m.shutdown(), 20)
+def async_manager(make_manager):
+    return lambda **config: make_manager(cls=AsyncDemoJobManager, **config)
 
 
 async def test_async_plugin_runs_on_one_loop_that_outlives_its_jobs(async_manager):

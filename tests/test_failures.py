@@ -1,7 +1,7 @@
 "Cancellation, worker death, restart policies and the pool, with real spawn workers."
 import asyncio, os, signal, time
 import pytest
-from cjm_workers.core.config import RestartPolicy, WorkerConfig
+from cjm_workers.core.config import RestartPolicy
 from cjm_workers.managers.base import PluginCrashLoopError, WorkerUnavailableError
 from conftest import wait_event, wait_until, worker_pids
 
@@ -140,18 +140,16 @@ async def test_failed_starts_use_up_the_restart_budget(make_manager, tmp_path, m
     monkeypatch.setenv('CJM_TEST_FAIL_START_FILE', str(flag))
     class Flaky(DemoJobManager):
         def get_worker_entry_point(self): return bad_workers.fails_once_flagged_worker
-    m = Flaky(worker_config=WorkerConfig(max_workers=1, max_restart_attempts=2))
-    try:
-        await m.start()
-        flag.write_text('')  # from now on, new workers cannot start
-        crash = await m.start_job('crash', how='exit')
-        waiting = await m.start_job('echo', text='queued behind the crash')
-        await m.wait_for_job(waiting.id, 30)
-        assert crash.status == 'failed' and waiting.status == 'failed'
-        assert 'gave up after 2 failed starts in a row' in waiting.error and 'factory refuses' in waiting.error
-        assert m.restart_count == 3  # the first restart, then two more tries
-        with pytest.raises(WorkerUnavailableError, match='broken'): await m.start_job('echo')
-    finally: await asyncio.wait_for(m.shutdown(), 20)
+    m = make_manager(cls=Flaky, max_workers=1, max_restart_attempts=2)
+    await m.start()
+    flag.write_text('')  # from now on, new workers cannot start
+    crash = await m.start_job('crash', how='exit')
+    waiting = await m.start_job('echo', text='queued behind the crash')
+    await m.wait_for_job(waiting.id, 30)
+    assert crash.status == 'failed' and waiting.status == 'failed'
+    assert 'gave up after 2 failed starts in a row' in waiting.error and 'factory refuses' in waiting.error
+    assert m.restart_count == 3  # the first restart, then two more tries
+    with pytest.raises(WorkerUnavailableError, match='broken'): await m.start_job('echo')
 
 
 async def test_crash_loop_of_one_plugin_is_contained(make_manager):

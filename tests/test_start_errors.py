@@ -1,7 +1,6 @@
 """A worker that cannot start says so: WorkerStartError with the worker's own error text, and nothing waits."""
 import asyncio, time
 import pytest
-from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import DemoJobManager
 from cjm_workers.managers.base import WorkerStartError, WorkerUnavailableError
 import bad_workers, refuses_worker_import
@@ -15,15 +14,7 @@ class Unimportable(DemoJobManager):
 
 
 @pytest.fixture
-async def managers():
-    made = []
-    def make(cls, **config):
-        m = cls(worker_config=WorkerConfig(**config))
-        made.append(m)
-        return m
-    try: yield make
-    finally:
-        for m in made: await asyncio.wait_for(m.shutdown(), 20)
+def managers(make_manager): return lambda cls, **config: make_manager(cls=cls, **config)
 
 
 async def test_factory_that_raises_fails_start_with_its_text(managers):
