@@ -53,3 +53,37 @@ async def test_big_arguments_and_results_never_stall_the_loop(make_manager, stal
           f"{stalls[2] * 1e3:.1f} ms (one 50 MB copy here: {floor * 1e3:.1f} ms)")
     assert stalls[0] < 0.025, stalls       # was 348 ms (pickled on the loop); the target is 10 ms
     assert stalls[1] < 2 * floor + 0.03, (stalls, floor)  # was 236 ms; what is left is the final copy and freeing memory
+
+
+async def test_pages_snapshots_and_events_carry_a_bounded_part_of_a_big_output(make_manager):
+    import httpx
+    from starlette.applications import Starlette
+    from cjm_workers.web.hub import OUTPUT_CAP
+    from cjm_workers.web.mount import mount_jobs
+    m = make_manager()
+    app = Starlette()
+    jm = mount_jobs(app, m)
+    sub = jm.hub.subscribe()
+    chunks = []
+    async def collect():
+        async for e in sub:
+            if e.type == 'chunk': chunks.append((e.data['offset'], len(e.data['chunk'])))
+    collector = asyncio.create_task(collect())
+    try:
+        job = await m.start_job('stream_n', n=1_000_000)  # a million one-character chunks as fast as it can
+        await m.wait_for_job(job.id, 60)
+        assert len(job.output) == 1_000_000
+        await wait_until(lambda: chunks and sum(chunks[-1]) == 1_000_000, 10, "the last chunk event")
+        assert max(n for _, n in chunks) <= OUTPUT_CAP  # a flood's events carry its end; `offset` shows the gap
+        assert all(o2 >= o1 + n1 for (o1, n1), (o2, _) in zip(chunks, chunks[1:]))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url='http://test') as c:
+            d = (await c.get(f'/jobs/api/jobs/{job.id}')).json()
+            assert len(d['output']) == OUTPUT_CAP and d['output_truncated'] == 1_000_000 - OUTPUT_CAP
+            assert len((await c.get(f'/jobs/api/jobs/{job.id}/output')).text) == 1_000_000
+            assert len((await c.get(f'/jobs/api/jobs/{job.id}/output?offset=999990')).text) == 10
+            page = (await c.get('/jobs/')).text
+            assert len(page) < OUTPUT_CAP + 50_000 and 'earlier characters (the whole output)' in page
+    finally:
+        collector.cancel()
+        sub.close()
+        jm.hub.close()

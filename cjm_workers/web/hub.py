@@ -142,7 +142,11 @@ class EventHub:
         if p.pieces:
             text = ''.join(p.pieces)
             self._sent[job_id] = p.offset + len(text)
-            self._publish('chunk', p.manager, job_id, {'job_id': job_id, 'chunk': text, 'offset': p.offset})
+            data = {'job_id': job_id, 'chunk': text, 'offset': p.offset}
+            if len(text) > OUTPUT_CAP:  # one window's worth of a flood: its end only; `offset` and `skipped` say what is left out
+                cut = len(text) - OUTPUT_CAP
+                data.update(chunk=text[cut:], offset=p.offset + cut, skipped=cut)
+            self._publish('chunk', p.manager, job_id, data)
         if p.lines: self._publish('log', p.manager, job_id, {'job_id': job_id, 'lines': p.lines})
         if p.progress is not None: self._publish('progress', p.manager, job_id, p.progress)
 

@@ -324,6 +324,9 @@ class JobsMount:
         t, p = e.type, self.prefix
         if t == 'chunk':  # the hot path: escaped text, appended
             text = html.escape(e.data['chunk'], quote=False).replace('\r', '&#13;')
+            if e.data.get('skipped'):  # a flood: the event carries its end only
+                text = (f'<a class="cjm-more" target="_blank" href="{p}/api/jobs/{e.job_id}/output">[… {e.data["skipped"]:,} '
+                        f'characters left out here (the whole output)]</a>\n' + text)
             return f'<div hx-swap-oob="beforeend:#cjm-out-{e.job_id}">{text}</div>'
         if t == 'health': return to_xml(_oob(manager_panel(e.manager, self.scrub(request, e.data))))
         if t == 'snapshot': return self._snapshot(e, request)
