@@ -20,7 +20,7 @@ from ..core.errors import ParameterError
 from ..core.params import describe_params
 from ..managers.base import TERMINAL_STATUSES, WorkerUnavailableError
 from .api import JOB_OPTIONS, InputError, check_filters, check_options, openapi_document, parse_json, read_body
-from .components import (OUTPUT_CAP, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
+from .components import (OUTPUT_CAP, row_progress, short_id, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)
 from .hub import EventHub, HubEvent
 from .sse import as_json, sse_response
@@ -276,7 +276,7 @@ class JobsMount:
         "An htmx form gets a line of HTML to show (200, so htmx swaps it in); an API client gets the JSON as is."
         if request.headers.get('hx-request') != 'true': return r
         d = json.loads(r.body)
-        if r.status_code == 201: msg = Div(f"Submitted {d['plugin_id']} as job {d['id'][:8]}", cls="cjm-submitted", data_job=d['id'])
+        if r.status_code == 201: msg = Div(f"Submitted {d['plugin_id']} as job {short_id(d['id'])}", cls="cjm-submitted", data_job=d['id'])
         else:
             errs = '; '.join(f"{k}: {v}" for k, v in (d.get('errors') or {}).items())
             msg = Div(d['error'] + (f" ({errs})" if errs and errs not in d['error'] else ''), cls="cjm-error")
@@ -338,6 +338,8 @@ class JobsMount:
         if job is None: return ''
         cancel = self.may(request, job, 'cancel')
         if t == 'log': return to_xml(_oob(log_lines(job)))
+        if t == 'progress':  # 20 a second, say: only the parts that show progress, never a control a person may be pressing
+            return to_xml(_oob(job_status(job))) + to_xml(_oob_in_table(row_progress(job)))
         if t == 'queued':
             return to_xml(Div(job_card(job, p, cancel, output=''), hx_swap_oob='afterbegin:#cjm-jobs')) + \
                    to_xml(_oob_in_table(Tbody(job_row(job, p, cancel)), 'afterbegin:#cjm-rows'))
@@ -381,7 +383,7 @@ class JobsMount:
                               Div(*[job_card(j, p, self.may(request, j, 'cancel'), output=hub_sent(j)) for _, j in jobs], id='cjm-jobs'),
                               prefix=p, cls='cjm-live'),
                          cls='cjm-page'))
-        return HTMLResponse('<!doctype html>\n' + to_xml(page))
+        return HTMLResponse(to_xml(page))  # to_xml writes the doctype of an Html
 
     def submit_forms(self):
         "A button per preset, and a form for any plugin with parameters as JSON."

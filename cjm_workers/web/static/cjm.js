@@ -15,3 +15,43 @@
   }
   setInterval(tick, 500);
 })();
+
+// Live updates never replace a control a person is pressing, nor one the pointer is on for a moment: an out-of-band
+// swap whose target holds it waits (the latest one per target) until the press ends, or at most HOVER_MS while the
+// pointer only rests on it, so a click (down and up on the same element) is never lost to an update in between.
+(function () {
+  const CONTROLS = 'button, a, input, select, textarea, summary, [role=button]';
+  const HOVER_MS = 250;
+  let pressed = null, hovered = null, hoverTimer = null;
+  const waiting = new Map();  // target id -> the latest fragment for it
+  const control = (el) => (el && el.closest) ? el.closest(CONTROLS) : null;
+  const holds = (target, c) => c && target.contains(c);
+  function flush(force) {
+    for (const [id, frag] of Array.from(waiting)) {
+      const el = document.getElementById(id);
+      if (!el) { waiting.delete(id); continue; }
+      if (holds(el, pressed) || (!force && holds(el, hovered))) continue;
+      waiting.delete(id);
+      const fresh = frag.firstElementChild;
+      el.replaceWith(frag);
+      if (fresh && window.htmx) htmx.process(fresh);
+    }
+  }
+  const later = () => setTimeout(() => flush(false), 0);  // after the click that a release makes has been dispatched
+  document.addEventListener('pointerdown', (e) => { pressed = control(e.target); }, true);
+  document.addEventListener('pointerover', (e) => { hovered = control(e.target); }, true);
+  document.addEventListener('pointerout', (e) => {
+    if (hovered && !hovered.contains(e.relatedTarget)) { hovered = null; later(); }
+  }, true);
+  ['pointerup', 'pointercancel'].forEach((t) => document.addEventListener(t, () => { pressed = null; later(); }, true));
+  document.addEventListener('htmx:oobBeforeSwap', (e) => {
+    const target = e.detail.target, frag = e.detail.fragment;
+    const whole = frag && frag.firstElementChild && frag.firstElementChild.id === target.id;  // an outerHTML swap
+    if (!whole || !target.id) return;
+    if (holds(target, pressed) || holds(target, hovered)) {
+      waiting.set(target.id, frag.cloneNode(true));
+      e.detail.shouldSwap = false;
+      if (!holds(target, pressed)) { clearTimeout(hoverTimer); hoverTimer = setTimeout(() => flush(true), HOVER_MS); }
+    }
+  });
+})();
