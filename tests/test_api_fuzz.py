@@ -1,5 +1,6 @@
 """The JSON API against its own OpenAPI document, fuzzed by Schemathesis on a real server: no 5xx, no response that
 breaks the document, whatever the input."""
+import time
 from pathlib import Path
 import httpx, pytest
 import schemathesis
@@ -75,5 +76,13 @@ def test_hostile_inputs_get_4xx_with_a_field_message(api):
             r = c.get('/jobs/api/jobs?' + q)
             assert r.status_code == 400 and what in r.json()['error'], (q, r.text)
         assert c.get('/jobs/api/jobs/nope/output').status_code == 404
+        end = time.monotonic() + 30
+        while c.get(f"/jobs/api/jobs/{j['id']}").json()['status'] != 'failed':
+            assert time.monotonic() < end, "the fail job did not end"
+            time.sleep(0.02)
+        metrics = c.get('/jobs/metrics')
+        assert metrics.status_code == 200 and metrics.headers['content-type'].startswith('text/plain')
+        assert 'cjm_jobs_finished_total{manager="demo",plugin="fail",status="failed"}' in metrics.text
+        assert 'cjm_workers{manager="demo",state="RUNNING"} 1.0' in metrics.text
         assert c.get(f"/jobs/api/jobs/{j['id']}/output?offset=x").status_code == 400
     assert 'Traceback' not in proc.output()

@@ -206,6 +206,8 @@ def openapi_document(prefix:str, title:str, job_options:Iterable[str]=JOB_OPTION
                                                  'parameters': [q('manager', {'type': 'string'}, 'one manager'), q('job', {'type': 'string'}, 'one job')],
                                                  'responses': {'200': _resp('an endless stream', {'type': 'string'}, 'text/event-stream'),
                                                                **_errors(404)}}},
+                f'{prefix}/metrics': {'get': {'summary': 'Prometheus metrics', 'operationId': 'metrics',
+                                              'responses': {'200': _resp('the text format', {'type': 'string'}, 'text/plain')}}},
                 f'{prefix}/api/openapi.json': {'get': {'summary': 'This document', 'operationId': 'openapi',
                                                        'responses': {'200': _resp('OpenAPI 3.1', {'type': 'object'})}}}},
             'components': {'schemas': {'Job': JOB_SCHEMA, 'Error': ERROR_SCHEMA}}}

@@ -98,7 +98,8 @@ def job_head(job, prefix:str='/jobs', can_cancel:bool=True):
 def job_status(job):
     "Progress bar, status message, and how the job ended (error, or a short result)."
     parts = [progress_bar(job), Div(job.status_message or '', cls="cjm-message")]
-    if job.error: parts.append(Div(job.error, cls="cjm-error"))
+    if job.error:  # why it ended: red only for a failure; a cancel or an interruption is no error of the job's
+        parts.append(Div(job.error, cls="cjm-error" if job.status == 'failed' else "cjm-error cjm-reason"))
     if job.status == 'completed' and job.result:
         shown = {k: v for k, v in job.result.items() if k not in ('text', 'streamed', 'chunks')}  # text is the output's
         if shown: parts.append(Div(_short_json(shown, 500), cls="cjm-result"))

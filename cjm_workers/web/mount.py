@@ -23,6 +23,7 @@ from .api import JOB_OPTIONS, InputError, check_filters, check_options, openapi_
 from .components import (OUTPUT_CAP, row_progress, short_id, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)
 from .hub import EventHub, HubEvent
+from .metrics import JobMetrics
 from .sse import as_json, sse_response
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class JobsMount:
         if unknown: raise ValueError(f"job_options may only name {JOB_OPTIONS}, got {sorted(unknown)}")
         if max_body_bytes < 1 or max_depth < 1 or output_cap < 1: raise ValueError("max_body_bytes, max_depth and output_cap must be >= 1")
         self.max_body_bytes, self.max_depth, self.job_options, self.output_cap = max_body_bytes, max_depth, tuple(job_options), output_cap
+        self.metrics = JobMetrics(self.managers)
         self._tasks = set()  # cancellations in flight (a reference, so they are not collected)
 
     # -- access
@@ -132,6 +134,7 @@ class JobsMount:
                 Route('/api/jobs', self.list_jobs), Route('/api/jobs', self.submit, methods=['POST']),
                 Route('/api/jobs/{job_id}', self.get_job), Route('/api/jobs/{job_id}/cancel', self.cancel, methods=['POST']),
                 Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
+                Route('/metrics', self.prometheus),
                 Route('/api/health', self.health), Route('/api/plugins', self.plugins),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
 
@@ -161,6 +164,10 @@ class JobsMount:
         offset = request.query_params.get('offset', '0')
         if not offset.isdigit(): return _error(400, f"offset must be a number of characters >= 0, got {offset!r}")
         return PlainTextResponse(job.output[int(offset):])
+
+    async def prometheus(self, request:Request):
+        from prometheus_client import CONTENT_TYPE_LATEST
+        return Response(self.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request:Request):
         plugins = {p for m in self.managers.values() for p in m.health()['plugins']}
