@@ -128,3 +128,19 @@ def test_a_human_click_on_cancel_lands_while_the_job_updates_20_times_a_second(p
         except AssertionError: page.request.post(page.url.rstrip('/') + f'/api/jobs/{job}/cancel')  # tidy up
         page.mouse.move(0, 0)
     assert landed == 10, f"{landed} of 10 clicks reached the server"
+
+
+def test_pages_at_1280_and_390_px_without_sideways_scroll(page, demo):
+    "Overview, jobs list and a job's page, at a desktop width and a phone's: screenshots saved; no horizontal scroll."
+    job = submit(page, 'Raise an exception')
+    playwright.expect(status(page, job)).to_have_text('failed', timeout=WAIT)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in (1280, 390):
+        page.set_viewport_size({'width': width, 'height': 900})
+        for name, path in (('overview', '/jobs/'), ('jobs', '/jobs/jobs'), ('job', f'/jobs/jobs/{job}')):
+            page.goto(demo + path)
+            page.wait_for_load_state('networkidle') if name == 'jobs' else page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / f'{name}-{width}.png'), full_page=True)
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{name} scrolls sideways by {overflow} px at {width} px"
+    assert 'Traceback' in page.content() and 'this plugin always fails' in page.content()

@@ -5,15 +5,15 @@
 # %% auto #0
 __all__ = ['JOB_TABLE_HEADERS', 'short_id', 'part_id', 'format_seconds', 'elapsed_seconds', 'job_params', 'status_badge',
            'is_cancelling', 'job_badge', 'progress_bar', 'cancel_button', 'elapsed', 'job_head', 'job_status',
-           'job_output', 'log_lines', 'log_tail', 'job_card', 'job_row', 'row_progress', 'job_table', 'manager_panel',
-           'worker_panel', 'jobs_headers', 'live']
+           'job_output', 'log_lines', 'log_tail', 'job_card', 'job_row', 'row_progress', 'job_table', 'job_link',
+           'job_detail', 'manager_panel', 'worker_panel', 'jobs_headers', 'live']
 
 # %% ../../nbs/20_components.ipynb #30955c74
 import json
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, Optional
 
-from fasthtml.common import (A, Article, Button, Details, Div, Link, Pre, Progress, Script, Small, Span, Strong, Summary,
+from fasthtml.common import (A, Article, Button, Code, Details, Div, H3, Link, Pre, Progress, Script, Small, Span, Strong, Summary,
                              Table, Tbody, Td, Th, Thead, Tr)
 
 from ..managers.base import TERMINAL_STATUSES
@@ -130,7 +130,7 @@ def job_card(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[str]
 # %% ../../nbs/20_components.ipynb #da9ef4e9
 def job_row(job, prefix:str='/jobs', can_cancel:bool=True):
     "One job as a table row."
-    return Tr(Td(A(short_id(job.id), href=f"{prefix}/api/jobs/{job.id}", title=job.id, cls="cjm-id")), Td(job.plugin_id),
+    return Tr(Td(job_link(job, prefix)), Td(job.plugin_id),
               Td(job_badge(job)), row_progress(job), Td(job.created_at[:19].replace('T', ' ')), Td(elapsed(job)), Td(cancel_button(job, prefix) if can_cancel else ''),
               id=part_id('row', job.id), data_status=job.status)
 
@@ -140,10 +140,38 @@ def row_progress(job):
 
 JOB_TABLE_HEADERS = ('Job', 'Plugin', 'Status', 'Progress', 'Created (UTC)', 'Elapsed', '')
 
-def job_table(jobs:Iterable, prefix:str='/jobs', can_cancel=lambda job: True):
-    "A table of jobs (newest first, as given) with status badges; `can_cancel(job)` decides each row's button."
-    return Table(Thead(Tr(*[Th(h) for h in JOB_TABLE_HEADERS])),
-                 Tbody(*[job_row(j, prefix, can_cancel(j)) for j in jobs], id="cjm-rows"), cls="cjm-table")
+def job_table(jobs:Iterable, prefix:str='/jobs', can_cancel=lambda job: True, body_id:str="cjm-rows"):
+    "A table of jobs (newest first, as given) with status badges; `can_cancel(job)` decides each row's button. New jobs\n    go to the top of the body `cjm-rows` live; a page that shows a fixed selection (a filtered page) names its body otherwise."
+    rows = [job_row(j, prefix, can_cancel(j)) for j in jobs]
+    return Table(Thead(Tr(*[Th(h) for h in JOB_TABLE_HEADERS])), Tbody(*rows, id=body_id), cls="cjm-table")
+
+def job_link(job, prefix:str='/jobs'):
+    "The job's short id, linking to its page (the whole id on hover)."
+    return A(short_id(job.id), href=f"{prefix}/jobs/{job.id}", title=job.id, cls="cjm-id")
+
+def _iso_seconds(a, b) -> Optional[float]:
+    if not a or not b: return None
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+def _pretty(v) -> str: return json.dumps(v, indent=2, default=str, ensure_ascii=False)
+
+def job_detail(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[str]=None):
+    "A job's page: the card's live parts, then its whole id, timings, parameters, result, attempts, traceback and log."
+    waited, ran = _iso_seconds(job.created_at, job.started_at), _iso_seconds(job.started_at, job.completed_at)
+    total = _iso_seconds(job.created_at, job.completed_at)
+    timing = Table(Tbody(*[Tr(Th(k), Td(v or '')) for k, v in (
+        ('Created', job.created_at), ('Started', job.started_at), ('Ended', job.completed_at),
+        ('Waited', format_seconds(waited)), ('Ran', format_seconds(ran)), ('Total', format_seconds(total)))]), cls="cjm-timings")
+    attempts = [Tr(Td(a.get('attempt')), Td(a.get('worker_pid') or ''), Td(a.get('started_at') or ''), Td(a.get('ended_at') or ''),
+                   Td(a.get('kind') or ''), Td(a.get('error') or '')) for a in job.attempts]
+    parts = [job_head(job, prefix, can_cancel), job_status(job), Small("Job ", Code(job.id), cls="cjm-whole-id"),
+             H3("Timings"), timing, H3("Parameters"), Pre(_pretty(job_params(job)), cls="cjm-json")]
+    if job.result is not None: parts += [H3("Result"), Pre(_pretty(job.result), cls="cjm-json")]
+    if attempts: parts += [H3("Attempts"), Table(Thead(Tr(*[Th(h) for h in ('Attempt', 'Worker', 'Started', 'Ended', 'Kind', 'Error')])),
+                                                 Tbody(*attempts), cls="cjm-table")]
+    if job.traceback: parts += [H3("Traceback"), Pre(job.traceback, cls="cjm-traceback")]
+    parts += [H3("Output"), job_output(job, output, prefix), log_tail(job, open=True)]
+    return Article(*parts, id=part_id('detail', job.id), cls="cjm-card cjm-detail", data_status=job.status)
 
 # %% ../../nbs/20_components.ipynb #748fa54c
 def _mb(v): return '' if v is None else f"{v:.0f} MB"
@@ -160,7 +188,7 @@ def manager_panel(name:str, h:Dict[str, Any]):
             for w in h['workers']]
     return Div(Strong(name), ' ', Span(summary, cls="cjm-manager-state"),
                Table(Thead(Tr(*[Th(c) for c in ('PID', 'State', 'Job', 'Loaded', 'CPU', 'Memory', 'Jobs done')])),
-                     Tbody(*rows)), id=f"cjm-manager-{name}", data_manager=name)
+                     Tbody(*rows), cls="cjm-table"), id=f"cjm-manager-{name}", data_manager=name)
 
 def worker_panel(health:Dict[str, Dict[str, Any]]):
     "Every manager's panel, from `{name: manager.health()}`."
@@ -175,5 +203,6 @@ def jobs_headers(prefix:str='/jobs'):
 def live(*children, prefix:str='/jobs', manager:Optional[str]=None, job_id:Optional[str]=None, **attrs):
     "A container whose job and worker components update live from the mount's SSE stream (htmx out-of-band swaps)."
     q = '&'.join(f"{k}={v}" for k, v in (('manager', manager), ('job', job_id)) if v)
-    return Div(*children, hx_ext="sse", sse_connect=f"{prefix}/stream" + (f"?{q}" if q else ''), sse_swap="update",
+    # cjm-oob (cjm.js) drops updates of parts this page does not show: one stream serves every page
+    return Div(*children, hx_ext="sse,cjm-oob", sse_connect=f"{prefix}/stream" + (f"?{q}" if q else ''), sse_swap="update",
                hx_swap="none", **attrs)

@@ -7,11 +7,12 @@ __all__ = ['log', 'STATIC_DIR', 'STATIC_FILES', 'job_json', 'JobsMount', 'mount_
 
 # %% ../../nbs/21_mount.ipynb #3bad556e
 import asyncio, html, importlib.util, json, logging, re
+from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from fasthtml.common import (Body, Button, Div, Form, H1, H2, Head, Html, Input, Link, Meta, Option, Select, Tbody, Template,
-                             Textarea, Title, to_xml)
+from fasthtml.common import (A, Body, Button, Div, Form, H1, H2, Head, Html, Input, Link, Meta, Nav, Option, P, Select, Span, Table,
+                             Tbody, Td, Template, Textarea, Th, Thead, Title, Tr, to_xml)
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -19,8 +20,8 @@ from starlette.routing import Mount, Route
 from ..core.errors import ParameterError
 from ..core.params import describe_params
 from ..managers.base import TERMINAL_STATUSES, WorkerUnavailableError
-from .api import JOB_OPTIONS, InputError, check_filters, check_options, openapi_document, parse_json, read_body
-from .components import (OUTPUT_CAP, row_progress, short_id, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
+from .api import JOB_OPTIONS, JOB_STATUSES, InputError, check_filters, check_options, openapi_document, parse_json, read_body
+from .components import (OUTPUT_CAP, job_detail, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)
 from .hub import EventHub, HubEvent
 from .metrics import JobMetrics
@@ -134,7 +135,7 @@ class JobsMount:
                 Route('/api/jobs', self.list_jobs), Route('/api/jobs', self.submit, methods=['POST']),
                 Route('/api/jobs/{job_id}', self.get_job), Route('/api/jobs/{job_id}/cancel', self.cancel, methods=['POST']),
                 Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
-                Route('/metrics', self.prometheus),
+                Route('/metrics', self.prometheus), Route('/jobs', self.jobs_page), Route('/jobs/{job_id}', self.job_page),
                 Route('/api/health', self.health), Route('/api/plugins', self.plugins),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
 
@@ -369,28 +370,99 @@ class JobsMount:
                 off = d.get('output_offset')
                 output = self.hub.published_output(job) if 'output' in d else (None if off is None else job.output[:off])
                 views.append((job, output, self.may(request, job, 'cancel')))
-        if e.job_id is not None: return ''.join(to_xml(_oob(job_card(j, p, c, output=o))) for j, o, c in views)
+        if e.job_id is not None:  # one job's stream (a card, or a job's page): its live parts
+            return ''.join(to_xml(_oob(x)) for j, o, c in views
+                           for x in (job_head(j, p, c), job_status(j), job_output(j, o, p), log_lines(j)))
         views.sort(key=lambda v: v[0].created_at, reverse=True)
         cards = [job_card(j, p, c, output=o) for j, o, c in views]
         rows = [job_row(j, p, c) for j, o, c in views]
         return (''.join(to_xml(x) for x in panels) + to_xml(Div(*cards, id='cjm-jobs', hx_swap_oob='innerHTML'))
                 + to_xml(_oob_in_table(Tbody(*rows), 'innerHTML:#cjm-rows')))
 
-    # -- the dashboard
-    async def dashboard(self, request:Request):
+    # -- the pages
+    OVERVIEW_CARDS, OVERVIEW_ROWS, PAGE_SIZE = 20, 50, 50  # bounded, however many jobs there are
+
+    def _page(self, title:str, *body, status:int=200) -> HTMLResponse:
         p = self.prefix
-        jobs = sorted(((m, j) for m in self.managers.values() for j in m.jobs.values() if self.may(request, j, 'view')),
+        head = Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'),
+                    Link(rel='icon', href='data:,'), Title(title), *jobs_headers(p))
+        nav = Nav(A(self.title, href=f"{p}/"), A('All jobs', href=f"{p}/jobs"), A('Metrics', href=f"{p}/metrics"), cls='cjm-nav')
+        return HTMLResponse(to_xml(Html(head, Body(nav, *body, cls='cjm-page'))), status_code=status)  # to_xml writes the doctype
+
+    def _visible_jobs(self, request:Request) -> list:
+        "(manager, job) of every job in memory this request may view, newest first."
+        return sorted(((m, j) for m in self.managers.values() for j in m.jobs.values() if self.may(request, j, 'view')),
                       key=lambda mj: mj[1].created_at, reverse=True)
-        hub_sent = self.hub.published_output
-        page = Html(Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'),
-                         Link(rel='icon', href='data:,'), Title(self.title), *jobs_headers(p)),
-                    Body(H1(self.title), self.submit_forms(), Div(id='cjm-submit-msg', cls='cjm-submit-msg'),
-                         live(H2('Workers'), worker_panel(self.healths(request)),
-                              H2('Jobs'), job_table([j for _, j in jobs], p, lambda j: self.may(request, j, 'cancel')),
-                              Div(*[job_card(j, p, self.may(request, j, 'cancel'), output=hub_sent(j)) for _, j in jobs], id='cjm-jobs'),
-                              prefix=p, cls='cjm-live'),
-                         cls='cjm-page'))
-        return HTMLResponse(to_xml(page))  # to_xml writes the doctype of an Html
+
+    async def dashboard(self, request:Request):
+        "The overview: submit forms, workers, totals, the most recent jobs (as rows, and the active ones as cards), live."
+        p = self.prefix
+        jobs = self._visible_jobs(request)
+        active = [mj for mj in jobs if not mj[1].is_terminal]
+        cards = (active + [mj for mj in jobs if mj[1].is_terminal])[:self.OVERVIEW_CARDS]
+        cards.sort(key=lambda mj: mj[1].created_at, reverse=True)
+        may_cancel = lambda j: self.may(request, j, 'cancel')
+        return self._page(self.title, H1(self.title), self.submit_forms(), Div(id='cjm-submit-msg', cls='cjm-submit-msg'),
+                          live(H2('Workers'), worker_panel(self.healths(request)), H2('Totals'), self._totals(jobs),
+                               H2('Jobs'), job_table([j for _, j in jobs[:self.OVERVIEW_ROWS]], p, may_cancel),
+                               P(A(f"All jobs, with filters and history →", href=f"{p}/jobs"), cls='cjm-more-jobs'),
+                               Div(*[job_card(j, p, may_cancel(j), output=self.hub.published_output(j)) for _, j in cards], id='cjm-jobs'),
+                               prefix=p, cls='cjm-live'))
+
+    def _totals(self, jobs:list):
+        "Jobs in memory by manager and status."
+        counts: Dict[str, Dict[str, int]] = {}
+        for m, j in jobs:
+            c = counts.setdefault(m.worker_type, {})
+            c[j.status] = c.get(j.status, 0) + 1
+        statuses = [s for s in JOB_STATUSES if any(s in c for c in counts.values())]
+        if not counts: return P("No jobs yet: submit one above.", cls='cjm-empty')
+        return Table(Thead(Tr(Th('Manager'), *[Th(status_badge(s)) for s in statuses])),
+                     Tbody(*[Tr(Td(name), *[Td(c.get(s, 0)) for s in statuses]) for name, c in sorted(counts.items())]),
+                     cls='cjm-table cjm-totals')
+
+    async def jobs_page(self, request:Request):
+        "Every job, newest first, a page at a time: from the journal when there is one (history survives restarts)."
+        p, q = self.prefix, request.query_params
+        try: f = check_filters({'limit': str(self.PAGE_SIZE), **q})
+        except InputError as e: return self._page('Jobs', H1('Jobs'), P(str(e), cls='cjm-error'), status=400)
+        limit, offset = f.pop('limit'), f.pop('offset')
+        name = q.get('manager') or None
+        if name is not None and name not in self.managers: return self._page('Jobs', H1('Jobs'), P(f"no manager named {name!r}", cls='cjm-error'), status=404)
+        ms = [self.managers[name]] if name else list(self.managers.values())
+        search = (q.get('q') or '').strip().lower()
+        if search:  # an id, or the start of one (or of its short form), among the jobs in memory; a whole id also in the journals
+            found = [(m, j) for m, j in self._visible_jobs(request) if m in ms and (j.id.startswith(search) or short_id(j.id).startswith(search))]
+            if not found and len(search) >= 16:
+                m, j = await self.find(search)
+                if j is not None and self.may(request, j, 'view'): found = [(m, j)]
+            page, total = found[offset:offset + limit], len(found)
+        elif self.access is None and len(ms) == 1:
+            h = await ms[0].job_history(**f, limit=limit, offset=offset)
+            page, total = [(ms[0], j) for j in h['jobs']], h['total']
+        else: page, total, _ = await self._merged(request, ms, f, limit, offset)
+        rows = job_table([j for _, j in page], p, lambda j: self.may(request, j, 'cancel'), body_id='cjm-page-rows')
+        def at(o): return f"{p}/jobs?" + urlencode({**{k: v for k, v in q.items() if k != 'offset'}, 'offset': o})
+        pager = Div(A('← newer', href=at(max(0, offset - limit))) if offset else '', Span(f"{offset + 1 if total else 0}–{offset + len(page)} of {total:,}"),
+                    A('older →', href=at(offset + limit)) if offset + len(page) < total else '', cls='cjm-pager')
+        sel = lambda key, opts: Select(Option('any', value=''), *[Option(o, value=o, selected=(q.get(key) == o)) for o in opts], name=key, aria_label=key)
+        filters = Form(sel('status', JOB_STATUSES), Input(name='plugin', value=q.get('plugin', ''), placeholder='plugin', aria_label='plugin'),
+                       *([sel('manager', sorted(self.managers))] if len(self.managers) > 1 else []),
+                       Input(name='q', value=q.get('q', ''), placeholder='job id', aria_label='job id'), Button('Filter', type='submit'),
+                       method='get', action=f"{p}/jobs", cls='cjm-filters')
+        body = [rows, pager] if page else [P("No jobs match." if q else "No jobs yet.", cls='cjm-empty')]
+        return self._page('Jobs', H1('Jobs'), filters, live(*body, prefix=p, cls='cjm-live'))
+
+    async def job_page(self, request:Request):
+        "One job's page: its live parts, timings, parameters, result, attempts, traceback, output and log."
+        m, job = await self.find(request.path_params['job_id'])
+        if job is None or not self.may(request, job, 'view'):
+            return self._page('No such job', H1('No such job'), P("It does not exist, or you may not see it.", cls='cjm-empty'), status=404)
+        live_job = m.jobs.get(job.id) is job
+        output = self.hub.published_output(job) if live_job else None
+        detail = job_detail(job, self.prefix, self.may(request, job, 'cancel'), output=output)
+        return self._page(f"Job {short_id(job.id)}", H1(f"{job.plugin_id} · {short_id(job.id)}"),
+                          live(detail, prefix=self.prefix, job_id=job.id, cls='cjm-live') if live_job else detail)
 
     def submit_forms(self):
         "A button per preset, and a form for any plugin with parameters as JSON."

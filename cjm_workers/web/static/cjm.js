@@ -55,3 +55,40 @@
     }
   });
 })();
+
+// The overview stays bounded however long it is open: the newest cards and rows are kept, older ones dropped.
+(function () {
+  const LIMITS = { 'cjm-jobs': 30, 'cjm-rows': 100 };
+  function trim() {
+    for (const [id, n] of Object.entries(LIMITS)) {
+      const el = document.getElementById(id);
+      if (!el) continue;
+      while (el.children.length > n) el.lastElementChild.remove();
+    }
+  }
+  document.addEventListener('htmx:oobAfterSwap', trim);
+})();
+
+// One event stream serves every page, and each page shows only some of what it updates (a page of the job list, one
+// job): an htmx extension drops the out-of-band parts whose target is not on this page before htmx swaps them in.
+(function () {
+  if (!window.htmx) return;
+  function targetOf(el) {
+    const oob = el.getAttribute('hx-swap-oob') || 'true';
+    const i = oob.indexOf(':');
+    return i > 0 ? oob.slice(i + 1) : (el.id ? '#' + CSS.escape(el.id) : null);
+  }
+  htmx.defineExtension('cjm-oob', {
+    transformResponse: function (text) {
+      if (text.indexOf('hx-swap-oob') < 0) return text;
+      const t = document.createElement('template');
+      t.innerHTML = text;
+      for (const node of Array.from(t.content.children)) {
+        const el = node.tagName === 'TEMPLATE' ? node.content.firstElementChild : node;
+        const sel = el && el.hasAttribute('hx-swap-oob') ? targetOf(el) : null;
+        if (sel && !document.querySelector(sel)) node.remove();
+      }
+      return t.innerHTML;
+    }
+  });
+})();

@@ -1,0 +1,81 @@
+"""The console's pages over HTTP: bounded with many jobs, paged from the journal, one page per job, access rules, escaping."""
+import asyncio, re, time
+import httpx, pytest
+from starlette.applications import Starlette
+from cjm_workers.web.mount import mount_jobs
+
+
+@pytest.fixture
+async def console(make_manager, tmp_path):
+    made = []
+    async def make(access=None, owner=None, **config):
+        m = make_manager(**config)
+        app = Starlette()
+        jm = mount_jobs(app, m, access=access, owner=owner)
+        made.append(jm)
+        await m.start()
+        return m, httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url='http://test')
+    try: yield make
+    finally:
+        for jm in made: jm.hub.close()
+
+
+async def test_overview_stays_bounded_with_thousands_of_jobs(console):
+    m, c = await console(max_workers=2)
+    jobs = [await m.start_job('noop') for _ in range(3000)]
+    for j in jobs: await m.wait_for_job(j.id, 60)
+    t = time.perf_counter()
+    page = (await c.get('/jobs/')).text
+    took = time.perf_counter() - t
+    assert page.count('class="cjm-card') <= 20 and page.count('id="cjm-row-') == 50
+    assert len(page) < 150_000 and 'All jobs, with filters' in page
+    assert re.search(r'<td>3000</td>', page)  # the totals count every job in memory
+    print(f"overview with 3,000 jobs in memory: {len(page) / 1000:.0f} KB in {took * 1e3:.0f} ms")
+
+
+async def test_jobs_page_pages_and_filters_the_journal(console, tmp_path):
+    m, c = await console(job_store=str(tmp_path / 'jobs.db'))
+    ok = [await m.start_job('echo', text=str(i)) for i in range(120)]
+    bad = [await m.start_job('fail') for _ in range(7)]
+    for j in ok + bad: await m.wait_for_job(j.id, 60)
+    await m.flush_journal()
+    m.jobs.clear()  # out of memory (as after a restart): the pages read the journal
+    r = await c.get('/jobs/jobs')
+    assert r.status_code == 200 and r.text.count('id="cjm-row-') == 50 and '1–50 of 127' in r.text and 'older →' in r.text
+    r = await c.get('/jobs/jobs?offset=100')
+    assert r.text.count('id="cjm-row-') == 27 and '101–127 of 127' in r.text and '← newer' in r.text
+    r = await c.get('/jobs/jobs?status=failed')
+    assert r.text.count('id="cjm-row-') == 7 and 'of 7' in r.text
+    r = await c.get(f'/jobs/jobs?q={ok[5].id}')
+    assert r.text.count('id="cjm-row-') == 1 and ok[5].id in r.text
+    assert (await c.get('/jobs/jobs?status=bogus')).status_code == 400
+    assert (await c.get('/jobs/jobs?plugin=nothing')).text.count('No jobs match') == 1
+
+
+async def test_job_page_shows_everything_escaped(console):
+    m, c = await console()
+    evil = '<script>window.x=1</script>'
+    j = await m.start_job('fail', message=evil)
+    await m.wait_for_job(j.id, 30)
+    r = await c.get(f'/jobs/jobs/{j.id}')
+    assert r.status_code == 200 and j.id in r.text and 'Traceback' in r.text and 'Timings' in r.text
+    assert evil not in r.text and '&lt;script&gt;window.x=1&lt;/script&gt;' in r.text
+    assert 'sse-connect="/jobs/stream?job=' in r.text  # live while the job is in memory
+    ok = await m.start_job('echo', text='done')
+    await m.wait_for_job(ok.id, 30)
+    r = await c.get(f'/jobs/jobs/{ok.id}')
+    assert '"text": "done"' in r.text and 'Waited' in r.text and 'Result' in r.text
+    assert (await c.get('/jobs/jobs/nope')).status_code == 404
+
+
+async def test_pages_honour_the_access_rule(console):
+    user = lambda req: req.headers.get('x-user')
+    m, c = await console(access=lambda req, job, action: job.owner == user(req), owner=user)
+    r = await c.post('/jobs/api/jobs', json={'plugin': 'echo', 'params': {'text': 'mine'}}, headers={'x-user': 'ann'})
+    job = r.json()['id']
+    await m.wait_for_job(job, 30)
+    assert (await c.get(f'/jobs/jobs/{job}', headers={'x-user': 'bob'})).status_code == 404
+    assert (await c.get(f'/jobs/jobs/{job}', headers={'x-user': 'ann'})).status_code == 200
+    assert job not in (await c.get('/jobs/jobs', headers={'x-user': 'bob'})).text
+    assert job not in (await c.get('/jobs/', headers={'x-user': 'bob'})).text
+    assert job in (await c.get('/jobs/jobs', headers={'x-user': 'ann'})).text
