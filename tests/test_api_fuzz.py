@@ -76,6 +76,9 @@ def test_hostile_inputs_get_4xx_with_a_field_message(api):
             r = c.get('/jobs/api/jobs?' + q)
             assert r.status_code == 400 and what in r.json()['error'], (q, r.text)
         assert c.get('/jobs/api/jobs/nope/output').status_code == 404
+        for odd in ('%0A', 'x%0A', '%0Ax', '%0A/output'):  # newlines in ids: still the API's JSON 404, not the app's
+            r = c.get('/jobs/api/jobs/' + odd)
+            assert r.status_code == 404 and r.json() == {'error': 'no such job'}, (odd, r.text)
         end = time.monotonic() + 30
         while c.get(f"/jobs/api/jobs/{j['id']}").json()['status'] != 'failed':
             assert time.monotonic() < end, "the fail job did not end"

@@ -15,6 +15,7 @@ from fasthtml.common import (A, Body, Button, Div, Form, H1, H2, Head, Html, Inp
                              Tbody, Td, Template, Textarea, Th, Thead, Title, Tr, to_xml)
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.convertors import PathConvertor
 from starlette.routing import Mount, Route
 
 from ..core.errors import ParameterError
@@ -490,9 +491,11 @@ def mount_jobs(app, *managers, prefix:str='/jobs', access:Optional[Callable[[Req
     jm = JobsMount(list(managers), prefix, access, owner, hub, presets, title, ping, send_timeout,
                    max_body_bytes, max_depth, job_options, output_cap)
     mount = Mount(prefix, routes=jm.routes())
-    # Starlette compiles a mount's pattern without DOTALL, so an id holding a newline (%0A) would miss the mount and get the
-    # app's plain-text 404; with DOTALL every path under the prefix reaches the mount, whose answers are JSON
-    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    # every path under the prefix must reach the mount, whose answers are JSON: Starlette compiles a mount's pattern
+    # without DOTALL and ending in `$` (which also matches before a final newline), and FastHTML makes its `path`
+    # convertor lazy (`.*?`); together an id ending in %0A was cut at the newline and fell to the app's plain-text 404
+    mount.path_regex = re.compile(rf"^{re.escape(prefix)}/(?P<path>.*)\Z", re.DOTALL)
+    mount.param_convertors = {**mount.param_convertors, 'path': PathConvertor()}
     app.router.routes.insert(0, mount)
     app.router.routes.insert(1, Route(prefix, lambda request: RedirectResponse(prefix + '/')))
     return jm
