@@ -23,6 +23,8 @@ def sse_events(resp):
 def test_demo_streams_a_job_and_cancels_another(demo_server):
     url, proc = demo_server
     with httpx.Client(base_url=url, timeout=httpx.Timeout(20)) as c:
+        page = c.get('/jobs/').text  # the form offers the demo's plugins, not the test suite's
+        assert '<option value="generate_text"' in page and 'value="worker_only"' not in page and 'value="record"' not in page
         with c.stream('GET', '/jobs/api/events') as resp:
             events = sse_events(resp)
             assert next(events)[0] == 'snapshot'

@@ -66,7 +66,8 @@ class JobsMount:
     "What `mount_jobs` put on the app: its managers, its hub and its routes."
     def __init__(self, managers:List, prefix:str='/jobs', access:Optional[Callable]=None, owner:Optional[Callable]=None,
                  hub:Optional[EventHub]=None, presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10,
-                 max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP):
+                 max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP,
+                 form_plugins=None):
         if not managers: raise ValueError("mount_jobs needs at least one manager")
         if not prefix or not prefix.startswith('/') or prefix.endswith('/'):
             raise ValueError(f"prefix must start with '/' and not end with one, got {prefix!r}")
@@ -85,6 +86,7 @@ class JobsMount:
         if max_body_bytes < 1 or max_depth < 1 or output_cap < 1: raise ValueError("max_body_bytes, max_depth and output_cap must be >= 1")
         self.max_body_bytes, self.max_depth, self.job_options, self.output_cap = max_body_bytes, max_depth, tuple(job_options), output_cap
         self.metrics = JobMetrics(self.managers)
+        self.form_plugins = None if form_plugins is None else frozenset(form_plugins)  # the plugins the submit form offers
         self._tasks = set()  # cancellations in flight (a reference, so they are not collected)
 
     # -- access
@@ -473,7 +475,8 @@ class JobsMount:
                         Input(type='hidden', name='plugin', value=pr[1]),
                         Input(type='hidden', name='params', value=json.dumps(pr[2])),
                         Button(pr[0], type='submit'), cls='cjm-preset', **target) for pr in self.presets]
-        names = sorted({(n, pl) for n, m in self.managers.items() for pl in m.health()['plugins']})
+        offered = self.form_plugins
+        names = sorted({(n, pl) for n, m in self.managers.items() for pl in m.health()['plugins'] if offered is None or pl in offered})
         one = len(self.managers) == 1
         opts = [Option(pl if one else f"{n}: {pl}", value=pl if one else f"{n}:{pl}") for n, pl in names]
         generic = Form(Select(*opts, name='plugin', aria_label='plugin'),
@@ -486,10 +489,11 @@ class JobsMount:
 def mount_jobs(app, *managers, prefix:str='/jobs', access:Optional[Callable[[Request, Any, str], bool]]=None,
                owner:Optional[Callable[[Request], Optional[str]]]=None, hub:Optional[EventHub]=None,
                presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10,
-               max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP) -> JobsMount:
+               max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP,
+               form_plugins=None) -> JobsMount:
     "Put the managers' JSON API, dashboard and live streams on `app` under `prefix`; see above."
     jm = JobsMount(list(managers), prefix, access, owner, hub, presets, title, ping, send_timeout,
-                   max_body_bytes, max_depth, job_options, output_cap)
+                   max_body_bytes, max_depth, job_options, output_cap, form_plugins)
     mount = Mount(prefix, routes=jm.routes())
     # every path under the prefix must reach the mount, whose answers are JSON: Starlette compiles a mount's pattern
     # without DOTALL and ending in `$` (which also matches before a final newline), and FastHTML makes its `path`
