@@ -144,3 +144,13 @@ def test_pages_at_1280_and_390_px_without_sideways_scroll(page, demo):
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{name} scrolls sideways by {overflow} px at {width} px"
     assert 'Traceback' in page.content() and 'this plugin always fails' in page.content()
+    # moments read as relative times, the exact local time on hover; dark mode follows the system
+    page.set_viewport_size({'width': 1280, 'height': 900})
+    page.goto(demo + '/jobs/jobs')
+    page.wait_for_function("[...document.querySelectorAll('time.cjm-time')].some(t => /ago|just now/.test(t.textContent))", timeout=WAIT)
+    assert page.locator('time.cjm-time').first.get_attribute('title')
+    page.emulate_media(color_scheme='dark')
+    page.goto(demo + f'/jobs/jobs/{job}')
+    page.screenshot(path=str(ARTIFACTS / 'job-dark-1280.png'), full_page=True)
+    bg = page.evaluate("getComputedStyle(document.querySelector('.cjm-page')).backgroundColor")
+    assert bg == 'rgb(21, 23, 26)', bg

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['JOB_TABLE_HEADERS', 'short_id', 'part_id', 'format_seconds', 'elapsed_seconds', 'job_params', 'status_badge',
            'is_cancelling', 'job_badge', 'progress_bar', 'cancel_button', 'elapsed', 'job_head', 'job_status',
-           'job_output', 'log_lines', 'log_tail', 'job_card', 'job_row', 'row_progress', 'job_table', 'job_link',
-           'job_detail', 'manager_panel', 'worker_panel', 'jobs_headers', 'live']
+           'job_output', 'log_lines', 'log_tail', 'job_card', 'job_row', 'row_progress', 'when', 'job_table',
+           'job_link', 'job_detail', 'manager_panel', 'worker_panel', 'jobs_headers', 'live']
 
 # %% ../../nbs/20_components.ipynb #30955c74
 import json
@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, Optional
 
 from fasthtml.common import (A, Article, Button, Code, Details, Div, H3, Link, Pre, Progress, Script, Small, Span, Strong, Summary,
-                             Table, Tbody, Td, Th, Thead, Tr)
+                             Table, Tbody, Td, Th, Thead, Time, Tr)
 
 from ..managers.base import TERMINAL_STATUSES
 from .hub import OUTPUT_CAP
@@ -131,14 +131,19 @@ def job_card(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[str]
 def job_row(job, prefix:str='/jobs', can_cancel:bool=True):
     "One job as a table row."
     return Tr(Td(job_link(job, prefix)), Td(job.plugin_id),
-              Td(job_badge(job)), row_progress(job), Td(job.created_at[:19].replace('T', ' ')), Td(elapsed(job)), Td(cancel_button(job, prefix) if can_cancel else ''),
+              Td(job_badge(job)), row_progress(job), Td(when(job.created_at)), Td(elapsed(job)), Td(cancel_button(job, prefix) if can_cancel else ''),
               id=part_id('row', job.id), data_status=job.status)
 
 def row_progress(job):
     "A job row's progress cell: what a progress update replaces (never the row's buttons)."
     return Td('' if job.progress is None else f"{job.progress:.0%}", id=part_id('pct', job.id))
 
-JOB_TABLE_HEADERS = ('Job', 'Plugin', 'Status', 'Progress', 'Created (UTC)', 'Elapsed', '')
+JOB_TABLE_HEADERS = ('Job', 'Plugin', 'Status', 'Progress', 'Created', 'Elapsed', '')
+
+def when(iso:Optional[str]):
+    "A moment: its UTC time, which `cjm.js` turns into a relative time (\"3 min ago\") with the exact local time on hover."
+    if not iso: return ''
+    return Time(iso[:19].replace('T', ' ') + ' UTC', datetime=iso, title=iso, cls="cjm-time")
 
 def job_table(jobs:Iterable, prefix:str='/jobs', can_cancel=lambda job: True, body_id:str="cjm-rows"):
     "A table of jobs (newest first, as given) with status badges; `can_cancel(job)` decides each row's button. New jobs\n    go to the top of the body `cjm-rows` live; a page that shows a fixed selection (a filtered page) names its body otherwise."
@@ -160,7 +165,7 @@ def job_detail(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[st
     waited, ran = _iso_seconds(job.created_at, job.started_at), _iso_seconds(job.started_at, job.completed_at)
     total = _iso_seconds(job.created_at, job.completed_at)
     timing = Table(Tbody(*[Tr(Th(k), Td(v or '')) for k, v in (
-        ('Created', job.created_at), ('Started', job.started_at), ('Ended', job.completed_at),
+        ('Created', when(job.created_at)), ('Started', when(job.started_at)), ('Ended', when(job.completed_at)),
         ('Waited', format_seconds(waited)), ('Ran', format_seconds(ran)), ('Total', format_seconds(total)))]), cls="cjm-timings")
     attempts = [Tr(Td(a.get('attempt')), Td(a.get('worker_pid') or ''), Td(a.get('started_at') or ''), Td(a.get('ended_at') or ''),
                    Td(a.get('kind') or ''), Td(a.get('error') or '')) for a in job.attempts]

@@ -92,3 +92,28 @@
     }
   });
 })();
+
+// Moments read as people read them: "3 min ago", with the exact local time on hover (the server writes UTC).
+(function () {
+  function ago(ms) {
+    const s = Math.round(ms / 1000);
+    if (s < 5) return 'just now';
+    if (s < 60) return s + ' s ago';
+    if (s < 3600) return Math.floor(s / 60) + ' min ago';
+    if (s < 86400) return Math.floor(s / 3600) + ' h ago';
+    return null;
+  }
+  function update() {
+    const now = Date.now();
+    document.querySelectorAll('time.cjm-time[datetime]').forEach(function (t) {
+      const at = Date.parse(t.getAttribute('datetime'));
+      if (isNaN(at)) return;
+      const local = new Date(at);
+      t.title = local.toLocaleString();
+      t.textContent = ago(now - at) || local.toLocaleDateString() + ' ' + local.toLocaleTimeString();
+    });
+  }
+  document.addEventListener('DOMContentLoaded', update);
+  document.addEventListener('htmx:oobAfterSwap', update);
+  setInterval(update, 5000);
+})();
