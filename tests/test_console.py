@@ -79,3 +79,32 @@ async def test_pages_honour_the_access_rule(console):
     assert job not in (await c.get('/jobs/jobs', headers={'x-user': 'bob'})).text
     assert job not in (await c.get('/jobs/', headers={'x-user': 'bob'})).text
     assert job in (await c.get('/jobs/jobs', headers={'x-user': 'ann'})).text
+
+
+async def test_actions_retry_clear_and_cancel_many_honour_the_access_rule(console):
+    user = lambda req: req.headers.get('x-user')
+    m, c = await console(access=lambda req, job, action: job.owner == user(req), owner=user, max_workers=2)
+    ann, bob = {'x-user': 'ann'}, {'x-user': 'bob'}
+    failed = (await c.post('/jobs/api/jobs', json={'plugin': 'fail', 'params': {'message': 'once'}}, headers=ann)).json()
+    await m.wait_for_job(failed['id'], 30)
+    assert (await c.post(f"/jobs/api/jobs/{failed['id']}/retry", headers=bob)).status_code == 404
+    r = await c.post(f"/jobs/api/jobs/{failed['id']}/retry", headers=ann)
+    assert r.status_code == 201, r.text
+    again = r.json()
+    assert again['retry_of'] == failed['id'] and again['owner'] == 'ann' and again['metadata']['params'] == {'message': 'once'}
+    assert m.get_job(failed['id']).retried_as == again['id']
+    page = (await c.get(f"/jobs/jobs/{failed['id']}", headers=ann)).text
+    assert 'retried as' in page and 'cjm-retry' in page
+    sleeps = [(await c.post('/jobs/api/jobs', json={'plugin': 'sleep', 'params': {'seconds': 30}}, headers=h)).json()['id']
+              for h in (ann, ann, bob)]
+    assert (await c.post(f'/jobs/api/jobs/{sleeps[0]}/retry', headers=ann)).status_code == 409   # not finished
+    r = await c.post('/jobs/api/jobs/cancel', json={'plugin': 'sleep'}, headers=ann)
+    assert r.status_code == 202 and sorted(r.json()['ids']) == sorted(sleeps[:2])            # only ann's
+    for j in sleeps[:2]: assert (await m.wait_for_job(j, 30)).status == 'cancelled'
+    assert m.jobs[sleeps[2]].status in ('pending', 'running')
+    await m.wait_for_job(again['id'], 30)
+    r = await c.post('/jobs/api/jobs/clear', headers=ann)
+    assert r.status_code == 200 and r.json()['cleared'] == 4                                   # ann's finished ones
+    assert sleeps[2] in m.jobs and failed['id'] not in m.jobs
+    assert (await c.post('/jobs/api/jobs/cancel', json={'ids': [sleeps[2]]}, headers=bob)).json()['cancelling'] == 1
+    assert (await m.wait_for_job(sleeps[2], 30)).status == 'cancelled'

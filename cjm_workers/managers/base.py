@@ -89,6 +89,9 @@ class BaseJob:
     log_tail: List[str] = field(default_factory=list, repr=False) # The last lines its plugin printed or logged (`log_tail_lines`)
     cancel_requested_at: Optional[str] = None # When `cancel_job` accepted a cancel of this job while it ran ("cancelling…" until it ends)
     durable_start: Optional[bool] = None # Hand it to a worker only once the journal has it as running: at most once (None: the manager's default)
+    submitted_params: Optional[Dict[str, Any]] = field(default=None, repr=False) # What `create_job` was given (what `retry_job` submits again)
+    retry_of: Optional[str] = None # The job this one runs again (`retry_job`)
+    retried_as: Optional[str] = None # The job that ran this one again
 
     @property
     def output(self) -> str:
@@ -104,7 +107,7 @@ class BaseJob:
         if output: d['output'], d['log_tail'] = self.output, self.log_tail
         return d
 
-_NOT_IN_DICT = ('output_chunks', 'traceback', 'attempts', 'log_tail')
+_NOT_IN_DICT = ('output_chunks', 'traceback', 'attempts', 'log_tail', 'submitted_params')
 JobType = TypeVar('JobType', bound=BaseJob)
 
 class WorkerUnavailableError(RuntimeError):
@@ -697,6 +700,7 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
     known = self._known_plugin(plugin_id, name)
     if known is False: raise ValueError(f"plugin {plugin_id!r} not found: {self._plugins_text()}")
     job = self.create_job(plugin_id, **params)
+    if isinstance(job, BaseJob) and job.submitted_params is None: job.submitted_params = params
     if not isinstance(job, BaseJob): raise TypeError(f"create_job must return a BaseJob, got {type(job).__name__}")
     if job.id in self.jobs: raise ValueError(f"create_job returned a job id already in use: {job.id!r}")
     if priority is not None: job.priority = priority
@@ -1121,6 +1125,33 @@ def clear_completed_jobs(self:BaseJobManager) -> int:
     for j in done: del self.jobs[j]
     if self._journal is not None: self._journal.forget_finished(utc_now_iso())  # earlier runs' too
     return len(done)
+
+@patch
+def forget_jobs(self:BaseJobManager, job_ids:Iterable[str]) -> int:
+    "Forget these jobs if they have finished (in memory, and in the journal); returns how many it forgot."
+    gone = []
+    for j in job_ids:
+        job = self.jobs.get(j)
+        if job is not None and not job.is_terminal: continue  # waiting or running: not forgotten
+        if self.jobs.pop(j, None) is not None or self._journal is not None: gone.append(j)
+    if gone and self._journal is not None: self._journal.forget(gone)
+    return len(gone)
+
+@patch
+async def retry_job(self:BaseJobManager, job_id:str) -> JobType:
+    "Run a finished job again as a new job: the same plugin, parameters and options, linked both ways (`retry_of`, `retried_as`)."
+    old = self.get_job(job_id)
+    if old is None: raise KeyError(f"unknown job id {job_id!r}")
+    if not old.is_terminal: raise ValueError(f"job {job_id} has not finished ({old.status}): only a finished job can be retried")
+    if old.submitted_params is None: raise ValueError(f"job {job_id} does not record what it was submitted with, so it cannot be retried")
+    new = await self.submit_job(old.plugin_id, dict(old.submitted_params), priority=old.priority, time_limit=old.time_limit,
+                                max_retries=old.max_retries, retry_on_worker_death=old.retry_on_worker_death,
+                                resources=old.resources, owner=old.owner, durable_start=old.durable_start)
+    new.retry_of, old.retried_as = old.id, new.id
+    if self._journal is not None:
+        self._journal.job(new)
+        self._journal.job(old)
+    return new
 
 # %% ../../nbs/09_base.ipynb #1f4f10fe
 @patch

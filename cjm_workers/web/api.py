@@ -198,6 +198,22 @@ def openapi_document(prefix:str, title:str, job_options:Iterable[str]=JOB_OPTION
                              'responses': {'202': _resp('accepted: the job ends cancelled', {'type': 'object', 'required': ['id', 'cancelling'],
                                                         'properties': {'id': {'type': 'string'}, 'cancelling': {'type': 'boolean'}}}),
                                            **_errors(403, 404, 409)}}},
+                f'{prefix}/api/jobs/{{job_id}}/retry': {
+                    'post': {'summary': 'Run a finished job again as a new job (linked both ways)', 'operationId': 'retryJob',
+                             'parameters': [job_id], 'responses': {'201': _resp('the new job', job_ref), **_errors(400, 403, 404, 409, 422, 503)}}},
+                f'{prefix}/api/jobs/clear': {
+                    'post': {'summary': 'Forget the finished jobs this client may clear', 'operationId': 'clearJobs',
+                             'responses': {'200': _resp('how many', {'type': 'object', 'required': ['cleared'],
+                                                                     'properties': {'cleared': {'type': 'integer'}}})}}},
+                f'{prefix}/api/jobs/cancel': {
+                    'post': {'summary': 'Cancel the unfinished jobs named, or matching filters, that this client may cancel',
+                             'operationId': 'cancelJobs',
+                             'requestBody': {'required': False, 'content': {'application/json': {'schema': {'type': 'object', 'properties': {
+                                 'ids': {'type': 'array', 'items': {'type': 'string'}}, 'status': {'type': 'string'},
+                                 'plugin': {'type': 'string'}, 'manager': {'type': 'string'}}}}}},
+                             'responses': {'202': _resp('cancelling', {'type': 'object', 'required': ['cancelling'], 'properties': {
+                                 'cancelling': {'type': 'integer'}, 'ids': {'type': 'array', 'items': {'type': 'string'}}}}),
+                                           **_errors(400, 404, 413)}}},
                 f'{prefix}/api/health': {'get': {'summary': "Each manager's health()", 'operationId': 'health',
                                                  'responses': {'200': _resp('by manager', {'type': 'object'})}}},
                 f'{prefix}/api/plugins': {'get': {'summary': "Each manager's plugins and their parameters", 'operationId': 'plugins',

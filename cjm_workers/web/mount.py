@@ -138,7 +138,8 @@ class JobsMount:
                 Route('/api/jobs', self.list_jobs), Route('/api/jobs', self.submit, methods=['POST']),
                 Route('/api/jobs/{job_id}', self.get_job), Route('/api/jobs/{job_id}/cancel', self.cancel, methods=['POST']),
                 Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
-                Route('/metrics', self.prometheus), Route('/jobs', self.jobs_page), Route('/jobs/{job_id}', self.job_page),
+                Route('/metrics', self.prometheus), Route('/api/jobs/{job_id}/retry', self.retry, methods=['POST']),
+                Route('/api/jobs/clear', self.clear, methods=['POST']), Route('/api/jobs/cancel', self.cancel_many, methods=['POST']), Route('/jobs', self.jobs_page), Route('/jobs/{job_id}', self.job_page),
                 Route('/api/health', self.health), Route('/api/plugins', self.plugins),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
 
@@ -187,6 +188,49 @@ class JobsMount:
         t.add_done_callback(self._tasks.discard)
         return _json_response({'id': job.id, 'cancelling': True}, 202)
 
+    async def retry(self, request:Request):
+        "Run a finished job again as a new job, linked both ways (access: `retry`)."
+        m, job = await self.find(request.path_params['job_id'])
+        if job is None or not self.may(request, job, 'view'): return _error(404, "no such job")
+        if not self.may(request, job, 'retry'): return _error(403, "you may not retry this job")
+        if not job.is_terminal: return _error(409, f"the job has not finished ({job.status})", job_status=job.status)
+        try: new = await m.retry_job(job.id)
+        except ParameterError as e: return _error(422, str(e), errors=e.errors)
+        except (asyncio.QueueFull, WorkerUnavailableError) as e: return _error(503, str(e))
+        except (TypeError, ValueError, LookupError) as e: return _error(400, f"the job could not be retried: {e}")
+        return _json_response(job_json(new, m.worker_type, self.output_cap), 201)
+
+    async def clear(self, request:Request):
+        "Forget the finished jobs this request may see and clear (access: `clear`), in memory and in the journal."
+        cleared = 0
+        for m in self.managers.values():
+            done = [j.id for j in m.jobs.values() if j.is_terminal and self.may(request, j, 'view') and self.may(request, j, 'clear')]
+            cleared += m.forget_jobs(done)
+        return _json_response({'cleared': cleared})
+
+    async def cancel_many(self, request:Request):
+        "Cancel the jobs named (`ids`) or matching filters (`status`, `plugin`, `manager`) that this request may cancel."
+        try: body, _ = await self._fields(request)
+        except InputError as e: return _error(e.status, str(e))
+        ids, plugin, name = body.get('ids'), body.get('plugin') or None, body.get('manager') or None
+        if isinstance(ids, str): ids = [i for i in ids.split(',') if i]  # a form's comma-separated ids
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)): return _error(400, "ids must be a list of job ids")
+        if name is not None and name not in self.managers: return _error(404, f"no manager named {name!r}")
+        try: statuses = check_filters({'status': body.get('status') or ''})['status']
+        except InputError as e: return _error(e.status, str(e))
+        picked = []
+        for n, m in self.managers.items():
+            if name is not None and n != name: continue
+            for j in list(m.jobs.values()):
+                if j.is_terminal or (ids is not None and j.id not in ids) or (plugin and j.plugin_id != plugin) \
+                   or (statuses and j.status not in statuses): continue
+                if self.may(request, j, 'view') and self.may(request, j, 'cancel'): picked.append((m, j))
+        for m, j in picked:
+            t = asyncio.get_running_loop().create_task(m.cancel_job(j.id))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+        return _json_response({'cancelling': len(picked), 'ids': [j.id for _, j in picked]}, 202)
+
     async def list_jobs(self, request:Request):
         q = request.query_params
         try: f = check_filters(q)
@@ -232,17 +276,22 @@ class JobsMount:
         else: r = _json_response(job_json(job, m.worker_type, self.output_cap), 201)
         return self._submitted(request, r)
 
-    async def _submission(self, request:Request) -> tuple:
-        "(manager, plugin, params, options) from a submission (JSON or a form), checked; `InputError` says what is wrong."
-        ctype = request.headers.get('content-type', '')
-        is_json = 'json' in ctype
+    async def _fields(self, request:Request) -> tuple:
+        "(fields, is_json) of a request's body, JSON or a form, within the size and depth limits; `InputError` if not."
+        is_json = 'json' in request.headers.get('content-type', '')
         raw = await read_body(request, self.max_body_bytes)
+        if not raw.strip(): return {}, is_json
         if is_json: body = parse_json(raw, self.max_depth)
         else:
             async def replay(): return {'type': 'http.request', 'body': raw, 'more_body': False}
             try: body = dict(await Request(request.scope, replay).form())
             except Exception as e: raise InputError(400, f"the body is not a valid form: {e}") from None
         if not isinstance(body, dict): raise InputError(400, "the body must be a JSON object")
+        return body, is_json
+
+    async def _submission(self, request:Request) -> tuple:
+        "(manager, plugin, params, options) from a submission (JSON or a form), checked; `InputError` says what is wrong."
+        body, is_json = await self._fields(request)
         plugin, name, params = body.pop('plugin', None), body.pop('manager', None), body.pop('params', None)
         if name is not None and not isinstance(name, str): raise InputError(400, "manager must be a string")
         if name is None and isinstance(plugin, str) and plugin.partition(':')[0] in self.managers and len(self.managers) > 1:
@@ -454,18 +503,30 @@ class JobsMount:
                        Input(name='q', value=q.get('q', ''), placeholder='job id', aria_label='job id'), Button('Filter', type='submit'),
                        method='get', action=f"{p}/jobs", cls='cjm-filters')
         body = [rows, pager] if page else [P("No jobs match." if q else "No jobs yet.", cls='cjm-empty')]
-        return self._page('Jobs', H1('Jobs'), filters, live(*body, prefix=p, cls='cjm-live'))
+        reload = "if (event.detail.successful) location.reload()"
+        matching = {k: q[k] for k in ('status', 'plugin', 'manager') if q.get(k)}
+        actions = Div(Button("Cancel all matching", hx_post=f"{p}/api/jobs/cancel", hx_vals=json.dumps(matching),
+                             hx_swap='none', hx_confirm="Cancel every unfinished job that matches these filters?", hx_on__after_request=reload),
+                      Button("Clear finished", hx_post=f"{p}/api/jobs/clear", hx_swap='none',
+                             hx_confirm="Forget every finished job (here and in the journal)?", hx_on__after_request=reload), cls='cjm-actions')
+        return self._page('Jobs', H1('Jobs'), filters, actions, live(*body, prefix=p, cls='cjm-live'))
 
     async def job_page(self, request:Request):
         "One job's page: its live parts, timings, parameters, result, attempts, traceback, output and log."
         m, job = await self.find(request.path_params['job_id'])
         if job is None or not self.may(request, job, 'view'):
             return self._page('No such job', H1('No such job'), P("It does not exist, or you may not see it.", cls='cjm-empty'), status=404)
+        p = self.prefix
         live_job = m.jobs.get(job.id) is job
         output = self.hub.published_output(job) if live_job else None
-        detail = job_detail(job, self.prefix, self.may(request, job, 'cancel'), output=output)
-        return self._page(f"Job {short_id(job.id)}", H1(f"{job.plugin_id} · {short_id(job.id)}"),
-                          live(detail, prefix=self.prefix, job_id=job.id, cls='cjm-live') if live_job else detail)
+        detail = job_detail(job, p, self.may(request, job, 'cancel'), output=output)
+        links = [A(f"retry of {short_id(job.retry_of)}", href=f"{p}/jobs/{job.retry_of}") if job.retry_of else '',
+                 A(f"retried as {short_id(job.retried_as)}", href=f"{p}/jobs/{job.retried_as}") if job.retried_as else '']
+        retry = Button("Retry", hx_post=f"{p}/api/jobs/{job.id}/retry", hx_swap='none', cls='cjm-retry',
+                       hx_on__after_request=f"if (event.detail.successful) location.href = '{p}/jobs/' + JSON.parse(event.detail.xhr.responseText).id") \
+                if job.is_terminal and job.submitted_params is not None and self.may(request, job, 'retry') else ''
+        return self._page(f"Job {short_id(job.id)}", H1(f"{job.plugin_id} · {short_id(job.id)}"), Div(retry, *links, cls='cjm-actions'),
+                          live(detail, prefix=p, job_id=job.id, cls='cjm-live') if live_job else detail)
 
     def submit_forms(self):
         "A button per preset, and a form for any plugin with parameters as JSON."
