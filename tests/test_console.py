@@ -108,3 +108,14 @@ async def test_actions_retry_clear_and_cancel_many_honour_the_access_rule(consol
     assert sleeps[2] in m.jobs and failed['id'] not in m.jobs
     assert (await c.post('/jobs/api/jobs/cancel', json={'ids': [sleeps[2]]}, headers=bob)).json()['cancelling'] == 1
     assert (await m.wait_for_job(sleeps[2], 30)).status == 'cancelled'
+
+
+async def test_stats_page_draws_rates_times_and_queues(console):
+    m, c = await console(max_workers=2)
+    jobs = [await m.start_job('echo', text='x') for _ in range(12)] + [await m.start_job('fail') for _ in range(4)]
+    for j in jobs: await m.wait_for_job(j.id, 30)
+    page = (await c.get('/jobs/stats')).text
+    assert page.count('data-series="completed"') >= 1 and 'data-series="failed"' in page   # bars this minute
+    assert re.search(r'<td>echo</td>\s*<td>12</td>\s*<td>12</td>\s*<td>100%</td>', page)
+    assert re.search(r'<td>fail</td>\s*<td>4</td>\s*<td>0</td>\s*<td>0%</td>', page)
+    assert 'jobs queued and running' in page

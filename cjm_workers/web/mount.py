@@ -6,12 +6,14 @@
 __all__ = ['log', 'STATIC_DIR', 'STATIC_FILES', 'job_json', 'JobsMount', 'mount_jobs']
 
 # %% ../../nbs/21_mount.ipynb #3bad556e
-import asyncio, html, importlib.util, json, logging, re
+import asyncio, html, importlib.util, json, logging, re, time
+from collections import deque
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from fasthtml.common import (A, Body, Button, Div, Form, H1, H2, Head, Html, Input, Link, Meta, Nav, Option, P, Select, Span, Table,
+from fasthtml.common import (A, Body, Button, Div, Form, H1, H2, H3, Head, Html, Input, Link, Meta, Nav, Option, P, Select, Span, Table,
                              Tbody, Td, Template, Textarea, Th, Thead, Title, Tr, to_xml)
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -22,10 +24,11 @@ from ..core.errors import ParameterError
 from ..core.params import describe_params
 from ..managers.base import TERMINAL_STATUSES, WorkerUnavailableError
 from .api import JOB_OPTIONS, JOB_STATUSES, InputError, check_filters, check_options, openapi_document, parse_json, read_body
-from .components import (OUTPUT_CAP, job_detail, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
+from .components import (OUTPUT_CAP, format_seconds, job_detail, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)
 from .hub import EventHub, HubEvent
 from .metrics import JobMetrics
+from .stats import ENDED, bar_chart, line_chart, per_minute, plugin_stats
 from .sse import as_json, sse_response
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,8 @@ class JobsMount:
         if max_body_bytes < 1 or max_depth < 1 or output_cap < 1: raise ValueError("max_body_bytes, max_depth and output_cap must be >= 1")
         self.max_body_bytes, self.max_depth, self.job_options, self.output_cap = max_body_bytes, max_depth, tuple(job_options), output_cap
         self.metrics = JobMetrics(self.managers)
+        self._samples = {n: deque(maxlen=720) for n in self.managers}  # (time, queued, running) every 5 s: the last hour
+        self._sampler = None
         self.form_plugins = None if form_plugins is None else frozenset(form_plugins)  # the plugins the submit form offers
         self._tasks = set()  # cancellations in flight (a reference, so they are not collected)
 
@@ -138,7 +143,7 @@ class JobsMount:
                 Route('/api/jobs', self.list_jobs), Route('/api/jobs', self.submit, methods=['POST']),
                 Route('/api/jobs/{job_id}', self.get_job), Route('/api/jobs/{job_id}/cancel', self.cancel, methods=['POST']),
                 Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
-                Route('/metrics', self.prometheus), Route('/api/jobs/{job_id}/retry', self.retry, methods=['POST']),
+                Route('/metrics', self.prometheus), Route('/stats', self.stats_page), Route('/api/jobs/{job_id}/retry', self.retry, methods=['POST']),
                 Route('/api/jobs/clear', self.clear, methods=['POST']), Route('/api/jobs/cancel', self.cancel_many, methods=['POST']), Route('/jobs', self.jobs_page), Route('/jobs/{job_id}', self.job_page),
                 Route('/api/health', self.health), Route('/api/plugins', self.plugins),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
@@ -438,13 +443,47 @@ class JobsMount:
         p = self.prefix
         head = Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'),
                     Link(rel='icon', href='data:,'), Title(title), *jobs_headers(p))
-        nav = Nav(A(self.title, href=f"{p}/"), A('All jobs', href=f"{p}/jobs"), A('Metrics', href=f"{p}/metrics"), cls='cjm-nav')
+        nav = Nav(A(self.title, href=f"{p}/"), A('All jobs', href=f"{p}/jobs"), A('Stats', href=f"{p}/stats"),
+                  A('Metrics', href=f"{p}/metrics"), cls='cjm-nav')
         return HTMLResponse(to_xml(Html(head, Body(nav, *body, cls='cjm-page'))), status_code=status)  # to_xml writes the doctype
 
     def _visible_jobs(self, request:Request) -> list:
         "(manager, job) of every job in memory this request may view, newest first."
         return sorted(((m, j) for m in self.managers.values() for j in m.jobs.values() if self.may(request, j, 'view')),
                       key=lambda mj: mj[1].created_at, reverse=True)
+
+    SAMPLE_SECONDS = 5.0
+
+    def _sample(self):
+        "Record each manager's queue depth and running jobs, then again in SAMPLE_SECONDS (one loop timer)."
+        now = time.time()
+        for n, m in self.managers.items():
+            h = m.health()
+            self._samples[n].append((now, h['queued'] + h['waiting_to_retry'], h['running']))
+        self._sampler = asyncio.get_running_loop().call_later(self.SAMPLE_SECONDS, self._sample)
+
+    async def stats_page(self, request:Request):
+        "Jobs per minute by status over the last hour, per-plugin success and run times, queue depth over time."
+        if self._sampler is None: self._sample()
+        now = datetime.now(timezone.utc)
+        since = (now - timedelta(hours=1)).isoformat()
+        jobs = {}
+        for m in self.managers.values():
+            recent = (await m.job_history(since=since, limit=10_000))['jobs'] if m.job_store is not None else list(m.jobs.values())
+            for j in recent:
+                if self.may(request, j, 'view'): jobs[j.id] = j
+        ps = plugin_stats(jobs.values())
+        sec = lambda v: '' if v is None else format_seconds(v)
+        plugins = Table(Thead(Tr(*[Th(h) for h in ('Plugin', 'Ended', 'Completed', 'Success', 'Run p50', 'Run p95')])),
+                        Tbody(*[Tr(Td(p), Td(d['ended']), Td(d['completed']), Td(f"{d['success_rate']:.0%}"), Td(sec(d['p50'])), Td(sec(d['p95'])))
+                                for p, d in ps.items()]), cls='cjm-table') if ps else P("No job has ended in the last hour.", cls='cjm-empty')
+        legend = lambda names: Div(*[Span(n, cls=f"cjm-badge cjm-{n}") for n in names], cls='cjm-legend')
+        queues = [Div(H3(n), line_chart({'queued': [(t, q) for t, q, _ in v], 'running': [(t, r) for t, _, r in v]},
+                                        f"{n}: jobs queued and running"), legend(('queued', 'running')))
+                  for n, v in self._samples.items()]
+        return self._page('Stats', H1('Stats'), H2('Jobs ended per minute, the last hour'),
+                          bar_chart(per_minute(jobs.values(), now), "jobs ended per minute by status"), legend(ENDED),
+                          H2('Plugins, the last hour'), plugins, H2('Queues (sampled every 5 s while this app runs)'), *queues)
 
     async def dashboard(self, request:Request):
         "The overview: submit forms, workers, totals, the most recent jobs (as rows, and the active ones as cards), live."
