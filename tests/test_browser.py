@@ -137,7 +137,8 @@ def test_pages_at_1280_and_390_px_without_sideways_scroll(page, demo):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for width in (1280, 390):
         page.set_viewport_size({'width': width, 'height': 900})
-        for name, path in (('overview', '/jobs/'), ('jobs', '/jobs/jobs'), ('job', f'/jobs/jobs/{job}'), ('stats', '/jobs/stats')):
+        for name, path in (('overview', '/jobs/'), ('jobs', '/jobs/jobs'), ('job', f'/jobs/jobs/{job}'), ('stats', '/jobs/stats'),
+                           ('workers', '/jobs/workers')):
             page.goto(demo + path)
             page.wait_for_load_state('networkidle') if name == 'jobs' else page.wait_for_timeout(300)
             page.screenshot(path=str(ARTIFACTS / f'{name}-{width}.png'), full_page=True)

@@ -119,3 +119,15 @@ async def test_stats_page_draws_rates_times_and_queues(console):
     assert re.search(r'<td>echo</td>\s*<td>12</td>\s*<td>12</td>\s*<td>100%</td>', page)
     assert re.search(r'<td>fail</td>\s*<td>4</td>\s*<td>0</td>\s*<td>0%</td>', page)
     assert 'jobs queued and running' in page
+
+
+async def test_workers_page_shows_workers_and_how_earlier_ones_ended(console):
+    m, c = await console()
+    first = m.worker_process.pid
+    crash = await m.start_job('crash', how='exit', code=7)
+    await m.wait_for_job(crash.id, 30)
+    ok = await m.start_job('echo', text='next')
+    await m.wait_for_job(ok.id, 30)
+    page = (await c.get('/jobs/workers')).text
+    assert f'<td>{m.worker_process.pid}</td>' in page and 'CPU, last minutes' in page
+    assert 'How earlier workers ended' in page and f'<td>{first}</td>' in page and 'exited unexpectedly with code 7' in page

@@ -24,7 +24,7 @@ from ..core.errors import ParameterError
 from ..core.params import describe_params
 from ..managers.base import TERMINAL_STATUSES, WorkerUnavailableError
 from .api import JOB_OPTIONS, JOB_STATUSES, InputError, check_filters, check_options, openapi_document, parse_json, read_body
-from .components import (OUTPUT_CAP, format_seconds, job_detail, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
+from .components import (OUTPUT_CAP, format_seconds, job_detail, when, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)
 from .hub import EventHub, HubEvent
 from .metrics import JobMetrics
@@ -90,6 +90,9 @@ class JobsMount:
         self.max_body_bytes, self.max_depth, self.job_options, self.output_cap = max_body_bytes, max_depth, tuple(job_options), output_cap
         self.metrics = JobMetrics(self.managers)
         self._samples = {n: deque(maxlen=720) for n in self.managers}  # (time, queued, running) every 5 s: the last hour
+        self._worker_samples: Dict[int, deque] = {}  # worker pid -> (time, CPU %, resident MB) every 5 s: the last 5 minutes
+        self._endings: Dict[tuple, deque] = {}       # (manager, slot) -> how its last workers ended, newest first
+        for m in self.managers.values(): m.events.subscribe(callback=self._on_worker_event)
         self._sampler = None
         self.form_plugins = None if form_plugins is None else frozenset(form_plugins)  # the plugins the submit form offers
         self._tasks = set()  # cancellations in flight (a reference, so they are not collected)
@@ -143,7 +146,7 @@ class JobsMount:
                 Route('/api/jobs', self.list_jobs), Route('/api/jobs', self.submit, methods=['POST']),
                 Route('/api/jobs/{job_id}', self.get_job), Route('/api/jobs/{job_id}/cancel', self.cancel, methods=['POST']),
                 Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
-                Route('/metrics', self.prometheus), Route('/stats', self.stats_page), Route('/api/jobs/{job_id}/retry', self.retry, methods=['POST']),
+                Route('/metrics', self.prometheus), Route('/stats', self.stats_page), Route('/workers', self.workers_page), Route('/api/jobs/{job_id}/retry', self.retry, methods=['POST']),
                 Route('/api/jobs/clear', self.clear, methods=['POST']), Route('/api/jobs/cancel', self.cancel_many, methods=['POST']), Route('/jobs', self.jobs_page), Route('/jobs/{job_id}', self.job_page),
                 Route('/api/health', self.health), Route('/api/plugins', self.plugins),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
@@ -443,7 +446,7 @@ class JobsMount:
         p = self.prefix
         head = Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'),
                     Link(rel='icon', href='data:,'), Title(title), *jobs_headers(p))
-        nav = Nav(A(self.title, href=f"{p}/"), A('All jobs', href=f"{p}/jobs"), A('Stats', href=f"{p}/stats"),
+        nav = Nav(A(self.title, href=f"{p}/"), A('All jobs', href=f"{p}/jobs"), A('Workers', href=f"{p}/workers"), A('Stats', href=f"{p}/stats"),
                   A('Metrics', href=f"{p}/metrics"), cls='cjm-nav')
         return HTMLResponse(to_xml(Html(head, Body(nav, *body, cls='cjm-page'))), status_code=status)  # to_xml writes the doctype
 
@@ -460,7 +463,46 @@ class JobsMount:
         for n, m in self.managers.items():
             h = m.health()
             self._samples[n].append((now, h['queued'] + h['waiting_to_retry'], h['running']))
+            for w in h['workers']:
+                if w['pid']: self._worker_samples.setdefault(w['pid'], deque(maxlen=60)).append((now, w['cpu_percent'], w['rss_mb']))
+        live = {w['pid'] for m in self.managers.values() for w in m.health()['workers']}
+        for pid in [p for p in self._worker_samples if p not in live]: del self._worker_samples[pid]
         self._sampler = asyncio.get_running_loop().call_later(self.SAMPLE_SECONDS, self._sample)
+
+    def _on_worker_event(self, name:str, data:Dict[str, Any]):
+        "Keep how the last workers of each slot ended (for the workers page)."
+        manager, _, kind = name.partition(':')
+        if kind == 'worker_died':
+            self._endings.setdefault((manager, data.get('slot')), deque(maxlen=5)).appendleft(
+                {'pid': data.get('pid'), 'at': datetime.now(timezone.utc).isoformat(), 'reason': data.get('reason'),
+                 'exitcode': data.get('exitcode'), 'deliberate': data.get('deliberate')})
+
+    async def workers_page(self, request:Request):
+        "Each worker: pid, slot, state, current job, loaded plugins, CPU and memory over the last minutes, jobs done; and how the\n        last workers of each slot ended."
+        if self._sampler is None: self._sample()
+        sections = []
+        for n, h in self.healths(request).items():
+            rows = []
+            for w in h['workers']:
+                hist = list(self._worker_samples.get(w['pid'], ()))
+                cpu = line_chart({'running': [(t, c or 0) for t, c, _ in hist]}, f"worker {w['pid']}: CPU %")
+                mem = line_chart({'queued': [(t, r or 0) for t, _, r in hist]}, f"worker {w['pid']}: resident MB")
+                rows.append(Tr(Td(w['pid'] or ''), Td('spare' if w['spare'] else w['slot']), Td(w['state']),
+                               Td(short_id(w['current_job']) if w['current_job'] and w['current_job'] != 'hidden' else (w['current_job'] or '')),
+                               Td(', '.join(w['loaded_plugins'])), Td(w['jobs_done']), Td(w['restarts']),
+                               Td(Div(Span('' if w['cpu_percent'] is None else f"{w['cpu_percent']:.0f}%"), cpu, cls='cjm-spark')),
+                               Td(Div(Span('' if w['rss_mb'] is None else f"{w['rss_mb']:.0f} MB"), mem, cls='cjm-spark'))))
+            table = Table(Thead(Tr(*[Th(x) for x in ('PID', 'Slot', 'State', 'Job', 'Loaded', 'Jobs done', 'Restarts',
+                                                      'CPU, last minutes', 'Memory, last minutes')])), Tbody(*rows), cls='cjm-table cjm-workers-table')
+            ended = [Tr(Td('spare' if slot is None else slot), Td(e['pid']), Td(when(e['at'])), Td(e['exitcode'] if e['exitcode'] is not None else ''),
+                        Td(e['reason'] or ''), Td('asked' if e['deliberate'] else 'died'))
+                     for (mn, slot), es in sorted(self._endings.items(), key=lambda kv: str(kv[0])) if mn == n for e in es]
+            sections += [H2(n), P(f"{h['state']} · {h['running']} running · {h['queued']} queued · {h['restarts']} restarts"
+                                  + (f" · broken: {h['broken_reason']}" if h.get('broken_reason') else ''), cls='cjm-manager-state'), table]
+            sections += [H3('How earlier workers ended'),
+                         Table(Thead(Tr(*[Th(x) for x in ('Slot', 'PID', 'When', 'Exit code', 'Why', '')])), Tbody(*ended), cls='cjm-table')
+                         if ended else P("No worker has ended yet.", cls='cjm-empty')]
+        return self._page('Workers', H1('Workers'), *sections)
 
     async def stats_page(self, request:Request):
         "Jobs per minute by status over the last hour, per-plugin success and run times, queue depth over time."
