@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/sse.py
 	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/console.py
 
 # notebooks -> package; fails if the committed package differs from the notebooks
 sync: $(STAMP)
