@@ -29,7 +29,10 @@ def browser():
 @pytest.fixture
 def page(browser, demo):
     page = browser.new_page(viewport={'width': 1280, 'height': 1000})
-    errors = []
+    errors, away = [], []
+    from urllib.parse import urlparse
+    page.on('request', lambda r: away.append(r.url) if urlparse(r.url).scheme not in ('data', 'about')
+            and urlparse(r.url).hostname != '127.0.0.1' else None)
     page.on('pageerror', lambda e: errors.append(str(e)))
     page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
     try:
@@ -39,6 +42,7 @@ def page(browser, demo):
         page.wait_for_function("htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource?.readyState === 1", timeout=WAIT)
         yield page
         assert errors == [], errors
+        assert away == [], f"requests that left 127.0.0.1: {away}"
     finally: page.close()
 
 

@@ -131,3 +131,20 @@ async def test_workers_page_shows_workers_and_how_earlier_ones_ended(console):
     page = (await c.get('/jobs/workers')).text
     assert f'<td>{m.worker_process.pid}</td>' in page and 'CPU, last minutes' in page
     assert 'How earlier workers ended' in page and f'<td>{first}</td>' in page and 'exited unexpectedly with code 7' in page
+
+
+async def test_every_page_escapes_what_jobs_carry(console):
+    "A script in a job's parameters, error, result, output, log lines and owner is shown as text on every page."
+    evil = '<script>window.x=1</script>'
+    user = lambda req: req.headers.get('x-user')
+    m, c = await console(owner=user, access=lambda req, job, action: job.owner == user(req))
+    h = {'x-user': evil}
+    ids = [(await c.post('/jobs/api/jobs', json={'plugin': p, 'params': params}, headers=h)).json()['id']
+           for p, params in (('fail', {'message': evil}), ('echo', {'text': evil}), ('chatty', {'text': evil, 'lines': 2}),
+                             ('generate_text', {'prompt': evil, 'tokens': 3, 'delay': 0}))]
+    for j in ids: await m.wait_for_job(j, 30)
+    pages = ['/jobs/', '/jobs/jobs', '/jobs/workers', '/jobs/stats'] + [f'/jobs/jobs/{j}' for j in ids]
+    for path in pages:
+        r = await c.get(path, headers=h)
+        assert r.status_code == 200 and '<script>window' not in r.text, path
+    assert '&lt;script&gt;window.x=1&lt;/script&gt;' in (await c.get(f'/jobs/jobs/{ids[0]}', headers=h)).text
