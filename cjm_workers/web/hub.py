@@ -6,22 +6,34 @@
 __all__ = ['log', 'OUTPUT_CAP', 'HubEvent', 'HubSubscription', 'EventHub']
 
 # %% ../../nbs/18_hub.ipynb #17c9ff12
-import asyncio, itertools, json, logging, time
+import asyncio, itertools, json, logging, re, time
 from collections import deque
 from typing import Any, Callable, Dict, List, Optional
 
 log = logging.getLogger(__name__)
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 OUTPUT_CAP = 65_536  # characters of a job's output that snapshots and pages carry (its last ones; the rest by link)
 
 # %% ../../nbs/18_hub.ipynb #1708364f
 class HubEvent:
     "One numbered event: `type` is the manager's event name without its prefix (`started`, `chunk`, ...)."
-    __slots__ = ('n', 'id', 'type', 'manager', 'job_id', 'data', '_json', 'rendered')
+    __slots__ = ('n', 'id', 'type', 'manager', 'job_id', 'data', '_json', 'rendered', '_wire')
     def __init__(self, n:int, id:str, type:str, manager:Optional[str], job_id:Optional[str], data:Dict[str, Any]):
         self.n, self.id, self.type, self.manager, self.job_id, self.data, self._json = n, id, type, manager, job_id, data, None
         self.rendered = None  # a renderer's output, shared by subscribers it is the same for
+        self._wire = ()       # (rendered text, its SSE bytes) pairs: encoded once, sent to every subscriber it is the same for
+
+    def wire(self, out:tuple) -> bytes:
+        "The SSE bytes of a rendering `(event name, text)` of this event; encoded once for all who get the same text."
+        text = out[1]
+        for t, b in self._wire:
+            if t is text: return b
+        lines = _LINE_BREAK.split(text)  # as sse-starlette's ServerSentEvent breaks data into lines
+        b = (f"id: {self.id}\r\nevent: {out[0]}\r\n" + ''.join(f"data: {line}\r\n" for line in lines) + "\r\n").encode()
+        if len(self._wire) < 2: self._wire += ((text, b),)  # the JSON and the HTML rendering, at most
+        return b
 
     @property
     def json(self) -> str:

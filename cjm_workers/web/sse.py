@@ -8,7 +8,7 @@ __all__ = ['as_json', 'sse_response']
 # %% ../../nbs/19_sse.ipynb #20e931e0
 from typing import Callable, Optional
 
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 
 from .hub import EventHub, HubEvent
@@ -26,6 +26,6 @@ def sse_response(hub:EventHub, request:Request, manager:Optional[str]=None, job_
         try:
             async for e in sub:
                 out = render(e)
-                if out is not None: yield ServerSentEvent(data=out[1], event=out[0], id=e.id)
+                if out is not None: yield e.wire(out)  # bytes go out as they are: encoded once per event, not per subscriber
         finally: sub.close()
     return EventSourceResponse(events(), ping=ping, send_timeout=send_timeout)
