@@ -11,7 +11,7 @@ async def main():
     await m.start()
     stalls = []
     for _ in range(4):
-        async with StallMonitor() as mon:
+        async with StallMonitor(at_exit=True) as mon:
             j = await m.start_job('big', n=50 << 20)
             await m.wait_for_job(j.id, 120)
         assert len(j.result['text']) == 50 << 20

@@ -26,8 +26,8 @@ async def make_manager():
 
 
 class StallMonitor:
-    "Measures the event loop's worst stall: the largest lateness of a 1 ms periodic wake-up (also the one pending at exit)."
-    def __init__(self): self.worst, self._task, self._since = 0.0, None, None
+    "Measures the event loop's worst stall: the largest lateness of a 1 ms periodic wake-up (`at_exit`: also the one still\n    pending when the block ends, which a stall right before the end of the measured work would otherwise escape)."
+    def __init__(self, at_exit:bool=False): self.worst, self._task, self._since, self.at_exit = 0.0, None, None, at_exit
     async def _run(self):
         while True:
             self._since = t = time.perf_counter()
@@ -40,7 +40,7 @@ class StallMonitor:
         return self
     async def __aexit__(self, *exc):
         # a stall just before the exit delays this very code: count the wake-up it is keeping late
-        if self._since is not None: self.worst = max(self.worst, time.perf_counter() - self._since - 0.001)
+        if self.at_exit and self._since is not None: self.worst = max(self.worst, time.perf_counter() - self._since - 0.001)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError): await self._task
 

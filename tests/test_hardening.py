@@ -40,7 +40,7 @@ async def test_big_arguments_and_results_never_stall_the_loop(make_manager, stal
     arg, n_out = 'x' * (100 << 20), 50 << 20
     stalls = []
     for data, n in ((arg, 0), ('', n_out), (arg, n_out)):
-        async with stall_monitor() as mon:
+        async with stall_monitor(at_exit=True) as mon:
             j = await m.start_job('big', data=data, n=n)
             await m.wait_for_job(j.id, 120)
         assert j.status == 'completed' and j.result['size'] == len(data) and len(j.result['text']) == n
