@@ -121,6 +121,7 @@ def test_a_human_click_on_cancel_lands_while_the_job_updates_20_times_a_second(p
         button = page.locator(f'#cjm-head-{job} .cjm-cancel')
         playwright.expect(status(page, job)).to_have_text('running', timeout=WAIT)
         page.wait_for_function(f"document.querySelector('#cjm-status-{job} progress')?.value > 0.002", timeout=WAIT)
+        button.scroll_into_view_if_needed()  # as a person scrolls to it
         box = button.bounding_box()
         page.mouse.move(box['x'] + box['width'] / 2, box['y'] + box['height'] / 2)
         page.mouse.down()
@@ -159,4 +160,5 @@ def test_pages_at_1280_and_390_px_without_sideways_scroll(page, demo):
     page.goto(demo + f'/jobs/jobs/{job}')
     page.screenshot(path=str(ARTIFACTS / 'job-dark-1280.png'), full_page=True)
     bg = page.evaluate("getComputedStyle(document.querySelector('.cjm-page')).backgroundColor")
-    assert bg == 'rgb(21, 23, 26)', bg
+    rgb = [int(x) for x in bg[bg.index('(') + 1:bg.index(')')].split(',')[:3]]
+    assert sum(rgb) < 150, bg  # dark

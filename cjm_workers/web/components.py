@@ -201,9 +201,10 @@ def worker_panel(health:Dict[str, Dict[str, Any]]):
 
 # %% ../../nbs/20_components.ipynb #df125f3e
 def jobs_headers(prefix:str='/jobs'):
-    "The page headers the components need: htmx and its SSE extension (served by the mount, so pages work offline), the ticking clock and the default styles."
+    "The page headers the components need: htmx and its SSE extension (served by the mount, so pages work offline), the ticking clock and the styles (Pico CSS applies inside `.pico` only)."
     return (Script(src=f"{prefix}/static/htmx.min.js"), Script(src=f"{prefix}/static/sse.js"),
-            Script(src=f"{prefix}/static/cjm.js", defer=True), Link(rel="stylesheet", href=f"{prefix}/static/cjm.css"))
+            Script(src=f"{prefix}/static/cjm.js", defer=True), Link(rel="stylesheet", href=f"{prefix}/static/pico.conditional.min.css"),
+            Link(rel="stylesheet", href=f"{prefix}/static/cjm.css"))
 
 def live(*children, prefix:str='/jobs', manager:Optional[str]=None, job_id:Optional[str]=None, **attrs):
     "A container whose job and worker components update live from the mount's SSE stream (htmx out-of-band swaps)."

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from fasthtml.common import (A, Body, Button, Div, Form, H1, H2, H3, Head, Html, Input, Link, Meta, Nav, Option, P, Select, Span, Table,
+from fasthtml.common import (A, Body, Button, Div, Form, H1, H2, H3, Head, Main, Html, Input, Link, Meta, Nav, Option, P, Select, Span, Table,
                              Tbody, Td, Template, Textarea, Th, Thead, Title, Tr, to_xml)
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -33,7 +33,8 @@ from .sse import as_json, sse_response
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(importlib.util.find_spec('cjm_workers.web').origin).parent / 'static'  # package data
-STATIC_FILES = ('htmx.min.js', 'sse.js', 'cjm.js', 'cjm.css', 'LICENSE.htmx.org', 'LICENSE.htmx-ext-sse')
+STATIC_FILES = ('htmx.min.js', 'sse.js', 'cjm.js', 'cjm.css', 'pico.conditional.min.css', 'LICENSE.htmx.org', 'LICENSE.htmx-ext-sse',
+                'LICENSE.picocss')
 
 # %% ../../nbs/21_mount.ipynb #1309e9f7
 def _json_response(data, status:int=200) -> Response:
@@ -448,7 +449,8 @@ class JobsMount:
                     Link(rel='icon', href='data:,'), Title(title), *jobs_headers(p))
         nav = Nav(A(self.title, href=f"{p}/"), A('All jobs', href=f"{p}/jobs"), A('Workers', href=f"{p}/workers"), A('Stats', href=f"{p}/stats"),
                   A('Metrics', href=f"{p}/metrics"), cls='cjm-nav')
-        return HTMLResponse(to_xml(Html(head, Body(nav, *body, cls='cjm-page'))), status_code=status)  # to_xml writes the doctype
+        # the console's own pages wear Pico CSS (scoped to `.pico`: components in an app's pages keep the app's look)
+        return HTMLResponse(to_xml(Html(head, Body(Main(nav, *body, cls='cjm-page pico container')))), status_code=status)  # to_xml writes the doctype
 
     def _visible_jobs(self, request:Request) -> list:
         "(manager, job) of every job in memory this request may view, newest first."
