@@ -6,7 +6,7 @@
 __all__ = ['log', 'MARKER_VAR', 'worker_marker', 'mark_worker', 'find_marked', 'kill_marked', 'kill_tree']
 
 # %% ../../nbs/22_reaper.ipynb #6f8dac2e
-import logging, os, signal, time
+import logging, os, signal
 from typing import List, Optional
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,6 @@ from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProt
 from .health import WorkerState, handle_state, sample_processes
 from .journal import Journal
 from .pool import WorkerHandle, describe_exit
-from ..core.reaper import worker_marker
 from ..core.payloads import drop_gradually, frames, is_big, split_async
 from .scheduling import JobQueue, ResourcePool, needs_key
 

@@ -305,9 +305,9 @@ class WorkerHandle:
         if self.pid is None: return []
         try:
             killed = kill_marked(worker_marker(os.getpid(), self.pid), self.started_at)
+            if self.children: import psutil  # here, not at import: only a worker whose plugins started processes needs it
             for pid, created in self.children:  # seen below it by the monitor: also those given a fresh environment
                 try:
-                    import psutil
                     p = psutil.Process(pid)
                     if p.create_time() == created:
                         p.kill()

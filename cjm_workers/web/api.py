@@ -9,11 +9,10 @@ __all__ = ['JOB_STATUSES', 'JOB_OPTIONS', 'MAX_PRIORITY', 'MAX_TIME_LIMIT', 'MAX
 # %% ../../nbs/23_api.ipynb #19b7022e
 import math
 from datetime import datetime
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 
 # %% ../../nbs/23_api.ipynb #f916dda4
 JOB_STATUSES = ('pending', 'running', 'completed', 'failed', 'cancelled', 'interrupted')
@@ -157,7 +156,7 @@ def _errors(*codes:int) -> Dict[str, Any]:
 def openapi_document(prefix:str, title:str, job_options:Iterable[str]=JOB_OPTIONS, plugins:Iterable[str]=(),
                      max_body_bytes:int=1_000_000) -> Dict[str, Any]:
     "The API under `prefix` as an OpenAPI 3.1 document; `plugins` (the names the managers run) become the submit body's enum."
-    job_ref, err = {'$ref': '#/components/schemas/Job'}, {'$ref': '#/components/schemas/Error'}
+    job_ref = {'$ref': '#/components/schemas/Job'}
     option_props = {'priority': {'type': 'integer', 'minimum': -MAX_PRIORITY, 'maximum': MAX_PRIORITY},
                     'time_limit': {'type': 'number', 'exclusiveMinimum': 0, 'maximum': MAX_TIME_LIMIT},
                     'max_retries': {'type': 'integer', 'minimum': 0, 'maximum': MAX_RETRIES},

@@ -540,7 +540,7 @@ class JobsMount:
         return self._page(self.title, H1(self.title), self.submit_forms(), Div(id='cjm-submit-msg', cls='cjm-submit-msg'),
                           live(H2('Workers'), worker_panel(self.healths(request)), H2('Totals'), self._totals(jobs),
                                H2('Jobs'), job_table([j for _, j in jobs[:self.OVERVIEW_ROWS]], p, may_cancel),
-                               P(A(f"All jobs, with filters and history →", href=f"{p}/jobs"), cls='cjm-more-jobs'),
+                               P(A("All jobs, with filters and history →", href=f"{p}/jobs"), cls='cjm-more-jobs'),
                                Div(*[job_card(j, p, may_cancel(j), output=self.hub.published_output(j)) for _, j in cards], id='cjm-jobs'),
                                prefix=p, cls='cjm-live'))
 

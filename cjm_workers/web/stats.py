@@ -7,7 +7,7 @@ __all__ = ['ENDED', 'COLORS', 'W', 'H', 'PAD', 'per_minute', 'plugin_stats', 'ba
 
 # %% ../../nbs/26_stats.ipynb #9ca8107f
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from fasthtml.svg import Line, Polyline, Rect, Svg, Text, Title
