@@ -22,7 +22,8 @@ def fill(path):
     for start in range(0, N_JOURNAL, 5000):
         jobs = [{'id': f'{i:032x}', 'plugin_id': plugins[i % 4], 'status': statuses[i % 10], 'priority': 0,
                  'created_at': iso(t0 + i), 'started_at': iso(t0 + i), 'completed_at': iso(t0 + i + 1), 'error': None,
-                 'worker_pid': 1000, 'attempt': 1, 'result': {'text': 'x' * 50}, 'metadata': {'params': {'text': 'hello'}}}
+                 'worker_pid': 1000, 'attempt': 1, 'result': {'text': 'x' * 50}, 'metadata': {'params': {'text': 'hello'}},
+                 'owner': ('ann', 'bob', 'cy')[i % 3]}
                 for i in range(start, start + 5000)]
         store.write('demo', jobs, {}, [])
     store.close('demo')
@@ -50,7 +51,9 @@ async def main():
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url='http://bench') as c:
         for what, url in (('jobs page, newest 50', '/jobs/jobs'), ('jobs page, status = failed', '/jobs/jobs?status=failed'),
                           ('jobs page, plugin = transcribe, page 100', '/jobs/jobs?plugin=transcribe&offset=5000'),
-                          ('jobs page, offset 50,000', '/jobs/jobs?offset=50000')):
+                          ('jobs page, offset 50,000', '/jobs/jobs?offset=50000'), ('jobs page, owner = ann', '/jobs/jobs?owner=ann'),
+                          ('jobs page, longest run first', '/jobs/jobs?sort=duration'),
+                          ('jobs page, owner = ann, last 24 h, longest first', '/jobs/jobs?owner=ann&range=24h&sort=duration')):
             size, t = await timed(c, url)
             rows.append((f"{what} ({N_JOURNAL:,} jobs in the journal)", size, t))
     jm.hub.close()

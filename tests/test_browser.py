@@ -1,5 +1,5 @@
 "The demo dashboard in a real browser: Debian's Chromium driven by Playwright, against the demo app on a free port."
-import os
+import os, time
 from pathlib import Path
 import pytest
 from conftest import serving
@@ -162,3 +162,101 @@ def test_pages_at_1280_and_390_px_without_sideways_scroll(page, demo):
     bg = page.evaluate("getComputedStyle(document.querySelector('.cjm-page')).backgroundColor")
     rgb = [int(x) for x in bg[bg.index('(') + 1:bg.index(')')].split(',')[:3]]
     assert sum(rgb) < 150, bg  # dark
+
+
+def test_cancel_selected_keeps_the_choice_while_rows_update(page):
+    "Check two waiting jobs, let one start (its row is redrawn live), then Cancel selected: exactly those two end cancelled."
+    api = page.url.rstrip('/') + '/api/jobs'
+    ids = [page.request.post(api, data={'plugin': 'generate_text', 'params': {'tokens': 4000, 'delay': 0.05}}).json()['id'] for _ in range(4)]
+    try:
+        for j in ids: page.locator(f'#cjm-row-{j}').wait_for(timeout=WAIT)
+        playwright.expect(page.locator(f'#cjm-row-{ids[0]} .cjm-badge')).to_have_text('running', timeout=WAIT)
+        playwright.expect(page.locator(f'#cjm-row-{ids[1]} .cjm-badge')).to_have_text('running', timeout=WAIT)
+        picked = ids[2:]  # waiting: the demo runs two workers
+        for j in picked: page.locator(f'#cjm-row-{j} input.cjm-select').check()
+        playwright.expect(page.locator('.cjm-cancel-selected')).to_have_text('Cancel selected (2)')
+        page.request.post(f"{api}/{ids[0]}/cancel")  # a worker frees up: the third job starts and its row is redrawn
+        playwright.expect(page.locator(f'#cjm-row-{ids[2]} .cjm-badge')).to_have_text('running', timeout=WAIT)
+        assert page.locator(f'#cjm-row-{ids[2]} input.cjm-select').is_checked()  # still chosen after the redraw
+        page.on('dialog', lambda d: d.accept())
+        page.locator('.cjm-cancel-selected').click()
+        for j in picked: playwright.expect(page.locator(f'#cjm-row-{j} .cjm-badge')).to_have_text('cancelled', timeout=WAIT)
+        assert page.locator(f'#cjm-row-{ids[1]} .cjm-badge').text_content() == 'running'  # not chosen: untouched
+        playwright.expect(page.locator('.cjm-cancel-selected')).to_be_disabled()
+    finally:
+        for j in ids: page.request.post(f"{api}/{j}/cancel")
+
+
+def test_the_form_offers_a_plugins_declared_parameters_as_typed_fields(page, demo):
+    form = page.locator('form.cjm-generic')
+    form.locator('select[name=plugin]').select_option('count_primes')
+    field = form.locator('#cjm-param-fields input[name=n]')
+    playwright.expect(field).to_have_attribute('type', 'number', timeout=WAIT)
+    assert field.get_attribute('min') == '2' and field.get_attribute('placeholder') == '100000'
+    field.fill('5000')
+    form.locator('button[type=submit]').click()
+    msg = page.locator('#cjm-submit-msg [data-job]')
+    msg.wait_for(timeout=WAIT)
+    job = page.request.get(demo + f"/jobs/api/jobs/{msg.get_attribute('data-job')}").json()
+    assert job['metadata']['params'] == {'n': 5000}  # a number, as declared; the empty field was left to its default
+    form.locator('select[name=plugin]').select_option('stubborn')
+    playwright.expect(form.locator('#cjm-param-fields select[name=looks]')).to_have_count(1, timeout=WAIT)
+    form.locator('select[name=plugin]').select_option('echo')
+    playwright.expect(form.locator('#cjm-param-fields input[name=text]')).to_have_attribute('type', 'text', timeout=WAIT)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator('#cjm-submit').screenshot(path=str(ARTIFACTS / 'submit-form.png'))
+
+
+EVIL = '<img src=x onerror="window.xss=1"><script>window.xss=2</script>'
+
+
+@pytest.fixture(scope='module')
+def console_app():
+    with serving(['-m', 'uvicorn', 'console_app:app', '--app-dir', str(Path(__file__).parent), '--host', '127.0.0.1',
+                  '--timeout-graceful-shutdown', '2'], '/jobs/api/health') as (url, _): yield url
+
+
+def test_every_page_escapes_job_data_and_shows_only_what_the_access_rule_allows(browser, console_app):
+    "Jobs of a user named with markup carry markup in every field; on every page, in Chromium, it is text, and another user sees none of it."
+    import httpx
+    api = console_app + '/jobs/api/jobs'
+    mallory = {'x-user': EVIL}
+    with httpx.Client(timeout=30) as c:
+        jobs = [c.post(api, headers=mallory, json={'plugin': p, 'params': params}).json()['id'] for p, params in (
+            ('fail', {'message': EVIL}), ('chatty', {'lines': 2, 'text': EVIL}), ('generate_text', {'prompt': EVIL, 'tokens': 2, 'delay': 0}),
+            ('echo', {'text': EVIL}))]
+        for j in jobs:  # each ends (the log tail, output, error and result all hold markup)
+            end = time.monotonic() + 30
+            while c.get(f"{api}/{j}", headers=mallory).json()['status'] in ('pending', 'running'):
+                assert time.monotonic() < end
+                time.sleep(0.05)
+        ann = c.post(api, headers={'x-user': 'ann'}, json={'plugin': 'echo', 'params': {'text': 'ann only'}}).json()['id']
+    pages = ['/jobs/', '/jobs/jobs', *[f'/jobs/jobs/{j}' for j in jobs], '/jobs/workers', '/jobs/stats', f'/jobs/jobs?owner={EVIL}']
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ctx = browser.new_context(extra_http_headers=mallory, viewport={'width': 1280, 'height': 900})
+    try:
+        page = ctx.new_page()
+        errors = []
+        page.on('pageerror', lambda e: errors.append(str(e)))
+        for path in pages:
+            r = page.goto(console_app + path)
+            assert r.status == 200, path
+            page.wait_for_timeout(300)  # the stream's snapshot is swapped in
+            assert page.evaluate('window.xss') is None, path
+            assert page.locator('.cjm-page img, .cjm-page script:not([src])').count() == 0, path
+            assert ann not in page.content(), f"{path} shows another user's job"
+        page.goto(console_app + f'/jobs/jobs/{jobs[1]}')
+        playwright.expect(page.locator('.cjm-page')).to_contain_text(EVIL)  # shown, as text
+        page.screenshot(path=str(ARTIFACTS / 'job-xss-1280.png'), full_page=True)
+        # another user's job: its page, output, stream and actions answer as if it did not exist
+        for path in (f'/jobs/jobs/{ann}', f'/jobs/api/jobs/{ann}', f'/jobs/api/jobs/{ann}/output'):
+            assert page.request.get(console_app + path).status == 404, path
+        for path in (f'/jobs/api/jobs/{ann}/cancel', f'/jobs/api/jobs/{ann}/retry'):
+            assert page.request.post(console_app + path).status == 404, path
+        assert page.request.post(console_app + '/jobs/api/jobs/cancel', data={'ids': [ann]}).json()['cancelling'] == 0
+        page.goto(console_app + f'/jobs/jobs')
+        assert errors == [], errors
+    finally: ctx.close()
+    with httpx.Client(timeout=30) as c:  # nothing of ann's was touched
+        assert c.get(f"{api}/{ann}", headers={'x-user': 'ann'}).json()['status'] in ('pending', 'running', 'completed')
+        assert c.get(f"{api}/{ann}").status_code == 404  # no user: no jobs

@@ -2,6 +2,7 @@
 import asyncio, re, time
 import httpx, pytest
 from starlette.applications import Starlette
+from cjm_workers.managers.base import BaseJob
 from cjm_workers.web.mount import mount_jobs
 
 
@@ -50,6 +51,34 @@ async def test_jobs_page_pages_and_filters_the_journal(console, tmp_path):
     assert r.text.count('id="cjm-row-') == 1 and ok[5].id in r.text
     assert (await c.get('/jobs/jobs?status=bogus')).status_code == 400
     assert (await c.get('/jobs/jobs?plugin=nothing')).text.count('No jobs match') == 1
+
+
+@pytest.mark.parametrize('journal', [True, False])
+async def test_jobs_page_filters_by_owner_and_time_and_sorts_by_run_time(console, tmp_path, journal):
+    m, c = await console(max_workers=2, **({'job_store': str(tmp_path / 'jobs.db')} if journal else {}))
+    slow = [await m.start_job('sleep', seconds=s, owner='ann') for s in (0.6, 0.05, 0.3)]
+    quick = [await m.start_job('echo', text=str(i), owner='bob') for i in range(5)]
+    for j in slow + quick: await m.wait_for_job(j.id, 60)
+    old = BaseJob(id='0' * 32, plugin_id='echo', status='completed', owner='ann', created_at='2026-01-01T00:00:00+00:00',
+                  started_at='2026-01-01T00:00:01+00:00', completed_at='2026-01-01T00:00:01.01+00:00')  # from long ago
+    if journal:
+        await m.flush_journal()
+        await asyncio.to_thread(m.job_store.write, m.worker_type, [old], {old.id: ('echo', b'', None)}, [])
+        m.jobs.clear()  # history from the journal only
+    else: m.jobs = {old.id: old, **m.jobs}
+    rows = lambda text: re.findall(r'id="cjm-row-([^"]+)"', text)
+    r = await c.get('/jobs/jobs?owner=ann&sort=duration')
+    assert r.status_code == 200
+    assert rows(r.text)[:3] == [slow[0].id, slow[2].id, slow[1].id], "longest run first"
+    assert set(rows(r.text)) == {j.id for j in slow} | {old.id}  # ann's only
+    r = await c.get('/jobs/jobs?owner=bob')
+    assert set(rows(r.text)) == {j.id for j in quick}
+    r = await c.get('/jobs/jobs?owner=ann&range=24h')
+    assert set(rows(r.text)) == {j.id for j in slow}
+    api = (await c.get('/jobs/api/jobs', params={'owner': 'ann', 'sort': 'duration', 'limit': 2})).json()
+    assert [j['id'] for j in api['jobs']] == [slow[0].id, slow[2].id] and api['total'] == 4
+    assert (await c.get('/jobs/jobs?range=forever')).status_code == 400
+    assert (await c.get('/jobs/api/jobs?sort=size')).status_code == 400
 
 
 async def test_job_page_shows_everything_escaped(console):

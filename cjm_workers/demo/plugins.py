@@ -178,9 +178,10 @@ SLEEP_SCHEMA = {'type': 'object', 'properties': {'seconds': {'type': 'number', '
 
 class DemoJobManager(BaseJobManager):
     "The smallest complete manager: a job's keyword arguments are its plugin's parameters."
+    PLUGIN_PARAMETERS = {'echo': EchoParams, 'sleep': SLEEP_SCHEMA}
     def __init__(self, worker_type:str="demo", **kwargs):
         kwargs.setdefault('supports_streaming', True)
-        kwargs.setdefault('plugin_parameters', {'echo': EchoParams, 'sleep': SLEEP_SCHEMA})
+        kwargs.setdefault('plugin_parameters', self.PLUGIN_PARAMETERS)
         super().__init__(worker_type, category="demo", **kwargs)
 
     def create_job(self, plugin_id:str, **params) -> BaseJob:

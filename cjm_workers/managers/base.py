@@ -20,7 +20,7 @@ from ..core.config import RestartPolicy, WorkerConfig
 from ..core.errors import ParameterError
 from ..core.events import EventBroadcaster
 from ..core.params import check_param_spec, validate_params
-from ..core.store import JOB_COLUMNS, JobStore, open_store
+from ..core.store import JOB_COLUMNS, ORDERS, JobStore, longest_first, open_store, run_seconds
 from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType,
                                        WorkerResult, WorkerStreamChunk, new_request_id)
 from ..core.worker import describe_error
@@ -1479,16 +1479,21 @@ async def flush_journal(self:BaseJobManager, timeout:float=10.0) -> bool:
 
 @patch
 async def job_history(self:BaseJobManager, status:Union[str, List[str], None]=None, plugin_id:Optional[str]=None,
-                      since:Optional[str]=None, until:Optional[str]=None, limit:int=50, offset:int=0) -> Dict[str, Any]:
-    "Jobs newest first, filtered by status, plugin and creation time (ISO, `since` <= t < `until`): {'jobs', 'total'}."
+                      since:Optional[str]=None, until:Optional[str]=None, limit:int=50, offset:int=0,
+                      owner:Optional[str]=None, order:str='created') -> Dict[str, Any]:
+    "Jobs newest first (or longest run first: `order='duration'`), filtered by status, plugin, owner and creation time (ISO, `since` <= t < `until`): {'jobs', 'total'}."
+    if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     statuses = [status] if isinstance(status, str) else list(status or [])
     if self._journal is None:
         found = [j for j in reversed(list(self.jobs.values())) if (not statuses or j.status in statuses)
                  and (plugin_id is None or j.plugin_id == plugin_id) and (since is None or j.created_at >= since)
-                 and (until is None or j.created_at < until)]
+                 and (until is None or j.created_at < until) and (owner is None or j.owner == owner)]
+        if order == 'duration':  # longest first, unfinished last; stable, so newest first among equals
+            found.sort(key=lambda j: longest_first(run_seconds(j.started_at, j.completed_at)))
         return {'jobs': found[offset:offset + limit], 'total': len(found)}
     await self.flush_journal()
-    rows, total = await asyncio.to_thread(self.job_store.list, self.worker_type, statuses, plugin_id, since, until, limit, offset)
+    extra = {k: v for k, v in (('job_owner', owner), ('order', order)) if v not in (None, 'created')}  # stores written before these take none
+    rows, total = await asyncio.to_thread(self.job_store.list, self.worker_type, statuses, plugin_id, since, until, limit, offset, **extra)
     return {'jobs': [self.jobs.get(r['id']) or self._job_from_row(r) for r in rows], 'total': total}
 
 @patch

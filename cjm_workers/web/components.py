@@ -5,15 +5,16 @@
 # %% auto #0
 __all__ = ['JOB_TABLE_HEADERS', 'short_id', 'part_id', 'format_seconds', 'elapsed_seconds', 'job_params', 'status_badge',
            'is_cancelling', 'job_badge', 'progress_bar', 'cancel_button', 'elapsed', 'job_head', 'job_status',
-           'job_output', 'log_lines', 'log_tail', 'job_card', 'job_row', 'row_progress', 'when', 'job_table',
-           'job_link', 'job_detail', 'manager_panel', 'worker_panel', 'jobs_headers', 'live']
+           'job_output', 'log_lines', 'log_tail', 'job_card', 'select_box', 'job_row', 'row_progress', 'when',
+           'job_table', 'cancel_selected', 'job_link', 'job_detail', 'manager_panel', 'worker_panel', 'param_field',
+           'param_fields', 'jobs_headers', 'live']
 
 # %% ../../nbs/20_components.ipynb #30955c74
 import json
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, Optional
 
-from fasthtml.common import (A, Article, Button, Code, Details, Div, H3, Link, Pre, Progress, Script, Small, Span, Strong, Summary,
+from fasthtml.common import (A, Article, Button, Code, Details, Div, H3, Input, Label, Link, Option, Select, Textarea, Pre, Progress, Script, Small, Span, Strong, Summary,
                              Table, Tbody, Td, Th, Thead, Time, Tr)
 
 from ..managers.base import TERMINAL_STATUSES
@@ -128,9 +129,14 @@ def job_card(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[str]
                    id=part_id('job', job.id), cls="cjm-card", data_status=job.status)
 
 # %% ../../nbs/20_components.ipynb #da9ef4e9
+def select_box(job, can_cancel:bool=True):
+    "A row's checkbox for \"Cancel selected\" (cjm.js keeps the choice across live updates); none once it cannot be cancelled."
+    if not can_cancel or job.status in TERMINAL_STATUSES: return Td(cls='cjm-pick')
+    return Td(Input(type='checkbox', value=job.id, cls='cjm-select', aria_label=f"select {short_id(job.id)}"), cls='cjm-pick')
+
 def job_row(job, prefix:str='/jobs', can_cancel:bool=True):
     "One job as a table row."
-    return Tr(Td(job_link(job, prefix)), Td(job.plugin_id),
+    return Tr(select_box(job, can_cancel), Td(job_link(job, prefix)), Td(job.plugin_id),
               Td(job_badge(job)), row_progress(job), Td(when(job.created_at)), Td(elapsed(job)), Td(cancel_button(job, prefix) if can_cancel else ''),
               id=part_id('row', job.id), data_status=job.status)
 
@@ -138,7 +144,7 @@ def row_progress(job):
     "A job row's progress cell: what a progress update replaces (never the row's buttons)."
     return Td('' if job.progress is None else f"{job.progress:.0%}", id=part_id('pct', job.id))
 
-JOB_TABLE_HEADERS = ('Job', 'Plugin', 'Status', 'Progress', 'Created', 'Elapsed', '')
+JOB_TABLE_HEADERS = ('', 'Job', 'Plugin', 'Status', 'Progress', 'Created', 'Elapsed', '')  # the first: the select boxes
 
 def when(iso:Optional[str]):
     "A moment: its UTC time, which `cjm.js` turns into a relative time (\"3 min ago\") with the exact local time on hover."
@@ -148,7 +154,14 @@ def when(iso:Optional[str]):
 def job_table(jobs:Iterable, prefix:str='/jobs', can_cancel=lambda job: True, body_id:str="cjm-rows"):
     "A table of jobs (newest first, as given) with status badges; `can_cancel(job)` decides each row's button. New jobs\n    go to the top of the body `cjm-rows` live; a page that shows a fixed selection (a filtered page) names its body otherwise."
     rows = [job_row(j, prefix, can_cancel(j)) for j in jobs]
-    return Table(Thead(Tr(*[Th(h) for h in JOB_TABLE_HEADERS])), Tbody(*rows, id=body_id), cls="cjm-table")
+    pick_all = Th(Input(type='checkbox', cls='cjm-select-all', aria_label='select every unfinished job shown'), cls='cjm-pick')
+    return Table(Thead(Tr(pick_all, *[Th(h) for h in JOB_TABLE_HEADERS[1:]])), Tbody(*rows, id=body_id), cls="cjm-table")
+
+def cancel_selected(prefix:str='/jobs'):
+    "The \"Cancel selected\" button of a job table: posts the checked rows' ids (cjm.js keeps them) to the cancel-many route."
+    return Button("Cancel selected", hx_post=f"{prefix}/api/jobs/cancel", hx_vals="js:{ids: cjmSelected().join(',')}", hx_swap='none',
+                  hx_confirm="Cancel the selected jobs?", cls='cjm-cancel-selected', disabled=True,
+                  hx_on__after_request="if (event.detail.successful) cjmClearSelection()")
 
 def job_link(job, prefix:str='/jobs'):
     "The job's short id, linking to its page (the whole id on hover)."
@@ -169,7 +182,9 @@ def job_detail(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[st
         ('Waited', format_seconds(waited)), ('Ran', format_seconds(ran)), ('Total', format_seconds(total)))]), cls="cjm-timings")
     attempts = [Tr(Td(a.get('attempt')), Td(a.get('worker_pid') or ''), Td(a.get('started_at') or ''), Td(a.get('ended_at') or ''),
                    Td(a.get('kind') or ''), Td(a.get('error') or '')) for a in job.attempts]
-    parts = [job_head(job, prefix, can_cancel), job_status(job), Small("Job ", Code(job.id), cls="cjm-whole-id"),
+    who = getattr(job, 'owner', None)
+    parts = [job_head(job, prefix, can_cancel), job_status(job),
+             Small("Job ", Code(job.id), *((" · submitted by ", Strong(who)) if who else ()), cls="cjm-whole-id"),
              H3("Timings"), timing, H3("Parameters"), Pre(_pretty(job_params(job)), cls="cjm-json")]
     if job.result is not None: parts += [H3("Result"), Pre(_pretty(job.result), cls="cjm-json")]
     if attempts: parts += [H3("Attempts"), Table(Thead(Tr(*[Th(h) for h in ('Attempt', 'Worker', 'Started', 'Ended', 'Kind', 'Error')])),
@@ -198,6 +213,39 @@ def manager_panel(name:str, h:Dict[str, Any]):
 def worker_panel(health:Dict[str, Dict[str, Any]]):
     "Every manager's panel, from `{name: manager.health()}`."
     return Div(*[manager_panel(name, h) for name, h in health.items()], id="cjm-workers", cls="cjm-workers")
+
+# %% ../../nbs/20_components.ipynb #5260f09d
+def _json_type(p:Dict[str, Any]) -> Optional[str]:
+    t = p.get('type')
+    if isinstance(t, list): t = next((x for x in t if x != 'null'), None)
+    return t
+
+def param_field(name:str, p:Dict[str, Any], required:bool=False):
+    "One declared parameter as a labelled, typed form field named after it."
+    t, default = _json_type(p), p.get('default')
+    hint = '' if default is None else json.dumps(default) if not isinstance(default, str) else default
+    common = dict(name=name, id=f"cjm-param-{name}", required=required or None)
+    if 'enum' in p or t == 'boolean':
+        choices = p.get('enum') or [True, False]
+        first = Option(f"default ({hint})" if default is not None else ('choose…' if required else '—'), value='')
+        field = Select(first, *[Option(json.dumps(c) if not isinstance(c, str) else c, value=json.dumps(c)) for c in choices], **common)
+    elif t in ('integer', 'number'):
+        bounds = {k: p[k] for k in ('minimum', 'maximum') if k in p}
+        field = Input(type='number', step='1' if t == 'integer' else 'any', placeholder=hint, min=bounds.get('minimum'), max=bounds.get('maximum'), **common)
+    elif t == 'string': field = Input(type='text', placeholder=hint, maxlength=p.get('maxLength'), **common)
+    else: field = Input(type='text', placeholder=hint or 'JSON', **common)
+    what = 'choice' if 'enum' in p else t or 'JSON'
+    return Label(Span(name, cls='cjm-param-name'), Small(f" {what}" + (" · required" if required else ''), cls='cjm-param-type'),
+                 field, title=p.get('description') or None, cls='cjm-param')
+
+def param_fields(schema:Optional[Dict[str, Any]]):
+    "The fields of a submit form for a plugin's parameters: typed fields if it declares them, else one JSON text area."
+    props = (schema or {}).get('properties')
+    if not props:
+        return Div(Textarea(name='params', placeholder='{"parameter": "value"}', rows='1', aria_label='parameters (JSON)'),
+                   id='cjm-param-fields', cls='cjm-param-fields')
+    required = set(schema.get('required') or ())
+    return Div(*[param_field(n, p, n in required) for n, p in props.items()], id='cjm-param-fields', cls='cjm-param-fields')
 
 # %% ../../nbs/20_components.ipynb #df125f3e
 def jobs_headers(prefix:str='/jobs'):

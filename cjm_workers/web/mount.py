@@ -22,13 +22,14 @@ from starlette.routing import Mount, Route
 
 from ..core.errors import ParameterError
 from ..core.params import describe_params
+from ..core.store import longest_first, run_seconds
 from ..managers.base import TERMINAL_STATUSES, WorkerUnavailableError
 from .api import JOB_OPTIONS, JOB_STATUSES, InputError, check_filters, check_options, openapi_document, parse_json, read_body
-from .components import (OUTPUT_CAP, format_seconds, job_detail, when, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
+from .components import (OUTPUT_CAP, cancel_selected, param_fields, format_seconds, job_detail, when, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)
 from .hub import EventHub, HubEvent
 from .metrics import JobMetrics
-from .stats import ENDED, bar_chart, line_chart, per_minute, plugin_stats
+from .stats import ENDED, bar_chart, legend, line_chart, per_minute, plugin_stats, waits_per_minute
 from .sse import as_json, sse_response
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _oob_in_table(ft, how:str='true'):
 
 def _form_value(v:str, schema:Optional[Dict[str, Any]]=None):
     "A form field as the JSON value it spells (`5`, `true`, `[1]`), else as the text it is; a declared string stays text."
-    if schema is not None and schema.get('type') == 'string': return v
+    if schema is not None and schema.get('type') == 'string' and 'enum' not in schema: return v  # a choice's value is JSON
     try: return json.loads(v)
     except ValueError: return v
 
@@ -149,7 +150,7 @@ class JobsMount:
                 Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
                 Route('/metrics', self.prometheus), Route('/stats', self.stats_page), Route('/workers', self.workers_page), Route('/api/jobs/{job_id}/retry', self.retry, methods=['POST']),
                 Route('/api/jobs/clear', self.clear, methods=['POST']), Route('/api/jobs/cancel', self.cancel_many, methods=['POST']), Route('/jobs', self.jobs_page), Route('/jobs/{job_id}', self.job_page),
-                Route('/api/health', self.health), Route('/api/plugins', self.plugins),
+                Route('/api/health', self.health), Route('/api/plugins', self.plugins), Route('/param-fields', self.param_fields),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
 
     async def static(self, request:Request):
@@ -218,21 +219,25 @@ class JobsMount:
         return _json_response({'cleared': cleared})
 
     async def cancel_many(self, request:Request):
-        "Cancel the jobs named (`ids`) or matching filters (`status`, `plugin`, `manager`) that this request may cancel."
+        "Cancel the jobs named (`ids`) or matching filters (`status`, `plugin`, `manager`, `owner`, `since`) that this request may cancel."
         try: body, _ = await self._fields(request)
         except InputError as e: return _error(e.status, str(e))
         ids, plugin, name = body.get('ids'), body.get('plugin') or None, body.get('manager') or None
         if isinstance(ids, str): ids = [i for i in ids.split(',') if i]  # a form's comma-separated ids
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)): return _error(400, "ids must be a list of job ids")
         if name is not None and name not in self.managers: return _error(404, f"no manager named {name!r}")
-        try: statuses = check_filters({'status': body.get('status') or ''})['status']
+        wrong = [k for k in ('status', 'since', 'owner', 'plugin', 'manager') if body.get(k) is not None and not isinstance(body[k], str)]
+        if wrong: return _error(400, f"{wrong[0]} must be text")
+        try: f = check_filters({'status': body.get('status') or '', 'since': body.get('since') or '', 'owner': body.get('owner') or ''})
         except InputError as e: return _error(e.status, str(e))
+        statuses, since, who = f['status'], f['since'], f['owner']
         picked = []
         for n, m in self.managers.items():
             if name is not None and n != name: continue
             for j in list(m.jobs.values()):
                 if j.is_terminal or (ids is not None and j.id not in ids) or (plugin and j.plugin_id != plugin) \
-                   or (statuses and j.status not in statuses): continue
+                   or (statuses and j.status not in statuses) or (who is not None and j.owner != who) \
+                   or (since is not None and j.created_at < since): continue
                 if self.may(request, j, 'view') and self.may(request, j, 'cancel'): picked.append((m, j))
         for m, j in picked:
             t = asyncio.get_running_loop().create_task(m.cancel_job(j.id))
@@ -272,6 +277,7 @@ class JobsMount:
                 if seen >= h['total'] or not h['jobs']: break
             else: exact = False
         found.sort(key=lambda mj: mj[1].created_at, reverse=True)
+        if args.get('order') == 'duration': found.sort(key=lambda mj: longest_first(run_seconds(mj[1].started_at, mj[1].completed_at)))
         return found[offset:offset + limit], total, exact
 
     async def submit(self, request:Request):
@@ -324,7 +330,8 @@ class JobsMount:
         try: spec = describe_params(self._manager_for(plugin, name).get_plugin_parameters(plugin))
         except InputError: spec = None
         props = (spec or {}).get('properties', {})
-        return {k: _form_value(v, props.get(k)) for k, v in fields.items()}
+        # a declared field left empty is not a value: the plugin's default applies (or its "required" error says so)
+        return {k: _form_value(v, props.get(k)) for k, v in fields.items() if not (v == '' and k in props)}
 
     def _manager_for(self, plugin, name):
         "The manager that runs `plugin` (named by `name` if given); `InputError` if none or several could."
@@ -442,6 +449,8 @@ class JobsMount:
 
     # -- the pages
     OVERVIEW_CARDS, OVERVIEW_ROWS, PAGE_SIZE = 20, 50, 50  # bounded, however many jobs there are
+    RANGES = {'1h': ('last hour', timedelta(hours=1)), '24h': ('last 24 hours', timedelta(days=1)),
+              '7d': ('last 7 days', timedelta(days=7)), '30d': ('last 30 days', timedelta(days=30))}  # the jobs page's `range`
 
     def _page(self, title:str, *body, status:int=200) -> HTMLResponse:
         p = self.prefix
@@ -521,13 +530,19 @@ class JobsMount:
         plugins = Table(Thead(Tr(*[Th(h) for h in ('Plugin', 'Ended', 'Completed', 'Success', 'Run p50', 'Run p95')])),
                         Tbody(*[Tr(Td(p), Td(d['ended']), Td(d['completed']), Td(f"{d['success_rate']:.0%}"), Td(sec(d['p50'])), Td(sec(d['p95'])))
                                 for p, d in ps.items()]), cls='cjm-table') if ps else P("No job has ended in the last hour.", cls='cjm-empty')
-        legend = lambda names: Div(*[Span(n, cls=f"cjm-badge cjm-{n}") for n in names], cls='cjm-legend')
+        def ago(v): return f"{(time.time() - v[0][0]) / 60:.0f} min ago" if v else ''
         queues = [Div(H3(n), line_chart({'queued': [(t, q) for t, q, _ in v], 'running': [(t, r) for t, _, r in v]},
-                                        f"{n}: jobs queued and running"), legend(('queued', 'running')))
+                                        f"{n}: jobs queued and running", span=(ago(v), 'now')), legend(('queued', 'running')))
                   for n, v in self._samples.items()]
+        waits = waits_per_minute(jobs.values(), now)
         return self._page('Stats', H1('Stats'), H2('Jobs ended per minute, the last hour'),
                           bar_chart(per_minute(jobs.values(), now), "jobs ended per minute by status"), legend(ENDED),
-                          H2('Plugins, the last hour'), plugins, H2('Queues (sampled every 5 s while this app runs)'), *queues)
+                          H2('Plugins, the last hour'), plugins,
+                          H2('Wait from submit to start, the last hour'),
+                          line_chart({'wait p50': waits}, "median wait per minute, seconds", span=('60 min ago', 'now'), unit=' s',
+                                     empty="no job started in the last hour"),
+                          legend(('wait p50',)),
+                          H2('Queues (sampled every 5 s while this app runs)'), *queues)
 
     async def dashboard(self, request:Request):
         "The overview: submit forms, workers, totals, the most recent jobs (as rows, and the active ones as cards), live."
@@ -539,7 +554,8 @@ class JobsMount:
         may_cancel = lambda j: self.may(request, j, 'cancel')
         return self._page(self.title, H1(self.title), self.submit_forms(), Div(id='cjm-submit-msg', cls='cjm-submit-msg'),
                           live(H2('Workers'), worker_panel(self.healths(request)), H2('Totals'), self._totals(jobs),
-                               H2('Jobs'), job_table([j for _, j in jobs[:self.OVERVIEW_ROWS]], p, may_cancel),
+                               H2('Jobs'), Div(cancel_selected(p), cls='cjm-actions'),
+                               job_table([j for _, j in jobs[:self.OVERVIEW_ROWS]], p, may_cancel),
                                P(A("All jobs, with filters and history →", href=f"{p}/jobs"), cls='cjm-more-jobs'),
                                Div(*[job_card(j, p, may_cancel(j), output=self.hub.published_output(j)) for _, j in cards], id='cjm-jobs'),
                                prefix=p, cls='cjm-live'))
@@ -559,7 +575,10 @@ class JobsMount:
     async def jobs_page(self, request:Request):
         "Every job, newest first, a page at a time: from the journal when there is one (history survives restarts)."
         p, q = self.prefix, request.query_params
-        try: f = check_filters({'limit': str(self.PAGE_SIZE), **q})
+        span = q.get('range') or ''
+        if span and span not in self.RANGES: return self._page('Jobs', H1('Jobs'), P(f"range must be one of {', '.join(self.RANGES)}", cls='cjm-error'), status=400)
+        since = {'since': (datetime.now(timezone.utc) - self.RANGES[span][1]).isoformat()} if span and not q.get('since') else {}
+        try: f = check_filters({'limit': str(self.PAGE_SIZE), **q, **since})
         except InputError as e: return self._page('Jobs', H1('Jobs'), P(str(e), cls='cjm-error'), status=400)
         limit, offset = f.pop('limit'), f.pop('offset')
         name = q.get('manager') or None
@@ -580,15 +599,21 @@ class JobsMount:
         def at(o): return f"{p}/jobs?" + urlencode({**{k: v for k, v in q.items() if k != 'offset'}, 'offset': o})
         pager = Div(A('← newer', href=at(max(0, offset - limit))) if offset else '', Span(f"{offset + 1 if total else 0}–{offset + len(page)} of {total:,}"),
                     A('older →', href=at(offset + limit)) if offset + len(page) < total else '', cls='cjm-pager')
-        sel = lambda key, opts: Select(Option('any', value=''), *[Option(o, value=o, selected=(q.get(key) == o)) for o in opts], name=key, aria_label=key)
-        filters = Form(sel('status', JOB_STATUSES), Input(name='plugin', value=q.get('plugin', ''), placeholder='plugin', aria_label='plugin'),
-                       *([sel('manager', sorted(self.managers))] if len(self.managers) > 1 else []),
+        def sel(key, opts, first=('any status', '')):  # opts: (label, value) pairs
+            return Select(*[Option(label, value=v, selected=(q.get(key, '') == v)) for label, v in (first, *opts)], name=key, aria_label=key)
+        filters = Form(sel('status', [(s, s) for s in JOB_STATUSES]),
+                       Input(name='plugin', value=q.get('plugin', ''), placeholder='plugin', aria_label='plugin'),
+                       Input(name='owner', value=q.get('owner', ''), placeholder='owner', aria_label='owner'),
+                       *([sel('manager', [(n, n) for n in sorted(self.managers)], ('any manager', ''))] if len(self.managers) > 1 else []),
+                       sel('range', [(label, k) for k, (label, _) in self.RANGES.items()], ('any time', '')),
+                       sel('sort', [('longest run first', 'duration')], ('newest first', '')),
                        Input(name='q', value=q.get('q', ''), placeholder='job id', aria_label='job id'), Button('Filter', type='submit'),
                        method='get', action=f"{p}/jobs", cls='cjm-filters')
         body = [rows, pager] if page else [P("No jobs match." if q else "No jobs yet.", cls='cjm-empty')]
         reload = "if (event.detail.successful) location.reload()"
-        matching = {k: q[k] for k in ('status', 'plugin', 'manager') if q.get(k)}
-        actions = Div(Button("Cancel all matching", hx_post=f"{p}/api/jobs/cancel", hx_vals=json.dumps(matching),
+        matching = {k: q[k] for k in ('status', 'plugin', 'manager', 'owner') if q.get(k)}
+        if f['since']: matching['since'] = f['since']
+        actions = Div(cancel_selected(p), Button("Cancel all matching", hx_post=f"{p}/api/jobs/cancel", hx_vals=json.dumps(matching),
                              hx_swap='none', hx_confirm="Cancel every unfinished job that matches these filters?", hx_on__after_request=reload),
                       Button("Clear finished", hx_post=f"{p}/api/jobs/clear", hx_swap='none',
                              hx_confirm="Forget every finished job (here and in the journal)?", hx_on__after_request=reload), cls='cjm-actions')
@@ -611,6 +636,17 @@ class JobsMount:
         return self._page(f"Job {short_id(job.id)}", H1(f"{job.plugin_id} · {short_id(job.id)}"), Div(retry, *links, cls='cjm-actions'),
                           live(detail, prefix=p, job_id=job.id, cls='cjm-live') if live_job else detail)
 
+    def _param_schema(self, value:Optional[str]):
+        "The declared parameters (JSON schema) of the plugin a submit form's choice names (\"plugin\" or \"manager:plugin\"), or None."
+        if not value: return None
+        name, plugin = value.partition(':')[::2] if ':' in value and len(self.managers) > 1 else (None, value)
+        try: return describe_params(self._manager_for(plugin, name).get_plugin_parameters(plugin))
+        except InputError: return None
+
+    async def param_fields(self, request:Request):
+        "The submit form's fields for the plugin chosen (htmx swaps them in when the choice changes)."
+        return HTMLResponse(to_xml(param_fields(self._param_schema(request.query_params.get('plugin')))))
+
     def submit_forms(self):
         "A button per preset, and a form for any plugin with parameters as JSON."
         p = self.prefix
@@ -623,8 +659,10 @@ class JobsMount:
         names = sorted({(n, pl) for n, m in self.managers.items() for pl in m.health()['plugins'] if offered is None or pl in offered})
         one = len(self.managers) == 1
         opts = [Option(pl if one else f"{n}: {pl}", value=pl if one else f"{n}:{pl}") for n, pl in names]
-        generic = Form(Select(*opts, name='plugin', aria_label='plugin'),
-                       Textarea(name='params', placeholder='{"parameter": "value"}', rows='1', aria_label='parameters (JSON)'),
+        first = self._param_schema(opts[0].value if opts else None)
+        generic = Form(Select(*opts, name='plugin', aria_label='plugin', hx_get=f"{p}/param-fields", hx_target='#cjm-param-fields',
+                              hx_swap='outerHTML', hx_trigger='change'),
+                       param_fields(first),
                        Input(type='number', name='priority', placeholder='priority', aria_label='priority'),
                        Button('Submit', type='submit'), cls='cjm-generic', **target)
         return Div(Div(*presets, cls='cjm-presets') if presets else '', generic, id='cjm-submit', cls='cjm-submit')

@@ -35,6 +35,7 @@
       const fresh = frag.firstElementChild;
       el.replaceWith(frag);
       if (fresh && window.htmx) htmx.process(fresh);
+      document.dispatchEvent(new Event('cjm:swapped'));
     }
   }
   const later = () => setTimeout(() => flush(false), 0);  // after the click that a release makes has been dispatched
@@ -116,4 +117,37 @@
   document.addEventListener('DOMContentLoaded', update);
   document.addEventListener('htmx:oobAfterSwap', update);
   setInterval(update, 5000);
+})();
+
+// "Cancel selected": the checked rows are kept here by job id, so a live update that redraws a row (its status changed)
+// keeps its box checked; rows that can no longer be cancelled lose their box and leave the selection.
+(function () {
+  const selected = new Set();
+  function sync() {
+    const boxes = document.querySelectorAll('input.cjm-select');
+    const shown = new Set();
+    boxes.forEach((b) => { shown.add(b.value); b.checked = selected.has(b.value); });
+    for (const id of Array.from(selected)) if (!shown.has(id)) selected.delete(id);  // finished, or off this page
+    document.querySelectorAll('.cjm-cancel-selected').forEach((b) => {
+      b.disabled = selected.size === 0;
+      b.textContent = selected.size ? 'Cancel selected (' + selected.size + ')' : 'Cancel selected';
+    });
+    document.querySelectorAll('input.cjm-select-all').forEach((a) => {
+      a.checked = boxes.length > 0 && selected.size === boxes.length;
+      a.indeterminate = selected.size > 0 && selected.size < boxes.length;
+    });
+  }
+  window.cjmSelected = () => Array.from(selected);
+  window.cjmClearSelection = () => { selected.clear(); sync(); };
+  document.addEventListener('change', (e) => {
+    const t = e.target;
+    if (t.matches && t.matches('input.cjm-select')) { if (t.checked) selected.add(t.value); else selected.delete(t.value); sync(); }
+    else if (t.matches && t.matches('input.cjm-select-all')) {
+      document.querySelectorAll('input.cjm-select').forEach((b) => { if (t.checked) selected.add(b.value); else selected.delete(b.value); });
+      sync();
+    }
+  });
+  document.addEventListener('DOMContentLoaded', sync);
+  document.addEventListener('htmx:oobAfterSwap', sync);
+  document.addEventListener('cjm:swapped', sync);
 })();

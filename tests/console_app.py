@@ -1,0 +1,22 @@
+"A FastHTML app whose console has an access rule (each user sees and acts on their own jobs, named by an X-User header), for the browser tests."
+from fasthtml.common import FastHTML
+from cjm_workers.core.config import WorkerConfig
+from cjm_workers.demo.plugins import DemoJobManager
+from cjm_workers.web.mount import mount_jobs
+
+manager = DemoJobManager(worker_config=WorkerConfig(max_workers=2, cancel_grace_seconds=0.5))
+
+
+def user(request): return request.headers.get('x-user')
+def access(request, job, action): return user(request) is not None and job.owner == user(request)
+
+
+async def lifespan(app):
+    await manager.start()
+    try: yield
+    finally:
+        jobs.hub.close()
+        await manager.shutdown()
+
+app = FastHTML(lifespan=lifespan, secret_key='console')
+jobs = mount_jobs(app, manager, access=access, owner=user, presets=[('Echo', 'echo', {'text': 'hi'})])
