@@ -260,3 +260,48 @@ def test_every_page_escapes_job_data_and_shows_only_what_the_access_rule_allows(
     with httpx.Client(timeout=30) as c:  # nothing of ann's was touched
         assert c.get(f"{api}/{ann}", headers={'x-user': 'ann'}).json()['status'] in ('pending', 'running', 'completed')
         assert c.get(f"{api}/{ann}").status_code == 404  # no user: no jobs
+
+
+def test_paging_and_filters_over_10000_journal_jobs(browser, tmp_path):
+    "A journal of 10,000 jobs from an earlier run: page through it, filter it with the form, sort it, in Chromium."
+    from cjm_workers.core.store import SQLiteJobStore
+    path = str(tmp_path / 'jobs.db')
+    store = SQLiteJobStore(path)
+    store.open('demo')
+    iso = lambda s: time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(s)) + '+00:00'
+    t0 = time.time() - 20_000
+    jobs = [{'id': f'{i:032x}', 'plugin_id': ('echo', 'resize')[i % 2], 'status': 'failed' if i % 100 == 0 else 'completed',
+             'priority': 0, 'created_at': iso(t0 + i), 'started_at': iso(t0 + i), 'completed_at': iso(t0 + i + (i % 7)),
+             'error': None, 'worker_pid': 1, 'attempt': 1, 'owner': ('ann', 'bob')[i % 2 == 0 and i % 4 == 0]} for i in range(10_000)]
+    store.write('demo', jobs, {}, [])
+    store.close('demo')
+    with serving(['-m', 'uvicorn', 'console_app:app', '--app-dir', str(Path(__file__).parent), '--host', '127.0.0.1',
+                  '--timeout-graceful-shutdown', '2'], '/jobs/api/health', env={'CONSOLE_JOURNAL': path}) as (url, _):
+        page = browser.new_page(viewport={'width': 1280, 'height': 900})
+        try:
+            page.goto(url + '/jobs/jobs')
+            rows = page.locator('#cjm-page-rows tr')
+            playwright.expect(page.locator('.cjm-pager')).to_contain_text('1–50 of 10,000')
+            assert rows.count() == 50 and rows.first.get_attribute('id') == f'cjm-row-{9999:032x}'  # newest first
+            page.locator('.cjm-pager a', has_text='older').click()
+            playwright.expect(page.locator('.cjm-pager')).to_contain_text('51–100 of 10,000')
+            assert rows.first.get_attribute('id') == f'cjm-row-{9949:032x}'
+            form = page.locator('form.cjm-filters')
+            form.locator('select[name=status]').select_option('failed')
+            form.locator('input[name=plugin]').fill('echo')
+            form.locator('button[type=submit]').click()
+            playwright.expect(page.locator('.cjm-pager')).to_contain_text('1–50 of 100')  # every 100th is failed, and even: echo
+            assert all(r.locator('.cjm-badge').text_content() == 'failed' for r in rows.all())
+            form = page.locator('form.cjm-filters')
+            form.locator('select[name=status]').select_option('')
+            form.locator('input[name=plugin]').fill('')
+            form.locator('input[name=owner]').fill('bob')
+            form.locator('select[name=sort]').select_option('duration')
+            form.locator('button[type=submit]').click()
+            playwright.expect(page.locator('.cjm-pager')).to_contain_text('of 2,500')  # every 4th
+            assert page.locator('#cjm-page-rows tr .cjm-elapsed').first.text_content().strip().startswith('6')  # the longest: 6 s
+            page.locator('.cjm-pager a', has_text='older').click()
+            playwright.expect(page.locator('.cjm-pager')).to_contain_text('51–100 of 2,500')
+            assert 'owner=bob' in page.url and 'sort=duration' in page.url  # the filters stay while paging
+            page.screenshot(path=str(ARTIFACTS / 'jobs-journal-1280.png'), full_page=True)
+        finally: page.close()
