@@ -172,7 +172,7 @@ async def test_external_broadcaster_gets_every_event_before_shutdown_returns(mak
     m = make_manager(event_broadcaster=rec)
     jobs = [await m.start_job('echo', text=str(i)) for i in range(20)]
     await m.shutdown(drain=True)
-    assert m._pump_task.done()  # no task is left behind
+    assert m._sink.pump_task.done()  # no task is left behind
     assert rec.events.count('demo:completed') == 20 and rec.events.count('demo:queued') == 20
 
 

@@ -9,13 +9,13 @@ __all__ = ['log', 'OUTPUT_CUT', 'Journal']
 import logging, queue, threading, time
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..core.jobs import TERMINAL_STATUSES
 from ..core.store import JobStore, job_class_path, job_fields
 
 log = logging.getLogger(__name__)
 
 # %% ../../nbs/17_journal.ipynb #9c3ed68f
 OUTPUT_CUT = "\n[… output cut here: the journal keeps {cap:,} characters per job]"
-_TERMINAL = frozenset({'completed', 'failed', 'cancelled', 'interrupted'})
 
 class Journal:
     "Journals one manager's jobs to a store from a background thread; see the module text."
@@ -143,7 +143,7 @@ class Journal:
                     else: self._outs[k] = st
                 if self._outs:
                     for job in jobs.values():
-                        if job.status in _TERMINAL: self._outs.pop(job.id, None)
+                        if job.status in TERMINAL_STATUSES: self._outs.pop(job.id, None)
                 for then in dispatched.values():
                     try: then()
                     except Exception: log.exception("journal %s: a durable start's callback failed", self.owner)

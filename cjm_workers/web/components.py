@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, Optional
 from fasthtml.common import (A, Article, Button, Code, Details, Div, H3, Input, Label, Link, Option, Select, Textarea, Pre, Progress, Script, Small, Span, Strong, Summary,
                              Table, Tbody, Td, Th, Thead, Time, Tr)
 
-from ..managers.base import TERMINAL_STATUSES
+from ..core.jobs import TERMINAL_STATUSES
 from .hub import OUTPUT_CAP
 
 # %% ../../nbs/20_components.ipynb #d261a2ae

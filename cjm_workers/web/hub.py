@@ -10,6 +10,8 @@ import asyncio, itertools, json, logging, re, time
 from collections import deque
 from typing import Any, Callable, Dict, List, Optional
 
+from ..core.jobs import TERMINAL_STATUSES
+
 log = logging.getLogger(__name__)
 
 
@@ -133,7 +135,7 @@ class EventHub:
         job_id = data.get('job_id')
         if job_id is not None and kind in _COALESCED: return self._hold(kind, manager, job_id, data)
         if job_id is not None and job_id in self._pending: self._flush(job_id)
-        if kind in ('completed', 'failed', 'cancelled', 'interrupted', 'retrying'): self._sent.pop(job_id, None)
+        if kind in TERMINAL_STATUSES or kind == 'retrying': self._sent.pop(job_id, None)
         self._publish(kind, manager, job_id, data)
 
     def _hold(self, kind, manager, job_id, data):

@@ -12,7 +12,9 @@ from typing import Any, Dict
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-_ENDED = ('completed', 'failed', 'cancelled', 'interrupted')
+from ..core.jobs import TERMINAL_STATUSES, JobStatus
+
+_ENDED = tuple(s.value for s in JobStatus if s in TERMINAL_STATUSES)
 _BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, float('inf'))
 
 # %% ../../nbs/25_metrics.ipynb #f8afd67f

@@ -23,7 +23,8 @@ from starlette.routing import Mount, Route
 from ..core.errors import ParameterError
 from ..core.params import describe_params
 from ..core.store import longest_first, run_seconds
-from ..managers.base import TERMINAL_STATUSES, WorkerUnavailableError
+from ..core.jobs import TERMINAL_STATUSES
+from ..managers.base import WorkerUnavailableError
 from .api import JOB_OPTIONS, JOB_STATUSES, InputError, check_filters, check_options, openapi_document, parse_json, read_body
 from .components import (OUTPUT_CAP, cancel_selected, param_fields, format_seconds, job_detail, when, row_progress, short_id, status_badge, job_card, job_head, job_output, job_row, job_status, job_table, jobs_headers, live,
                                         log_lines, manager_panel, worker_panel)

@@ -14,7 +14,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from fasthtml.common import Div, Span
 from fasthtml.svg import Line, Polyline, Rect, Svg, Text, Title
 
-ENDED = ('completed', 'failed', 'cancelled', 'interrupted')
+from ..core.jobs import TERMINAL_STATUSES, JobStatus
+
+ENDED = tuple(s.value for s in JobStatus if s in TERMINAL_STATUSES)  # in the order of JobStatus
 COLORS = {'completed': '#3c9d4e', 'failed': '#d64545', 'cancelled': '#8a8f96', 'interrupted': '#d9a400',
           'queued': '#4a7fc1', 'running': '#7a5cc4', 'wait p50': '#c2571a'}
 
