@@ -19,8 +19,8 @@ def test_an_undecodable_frame_is_dropped_alone():
     "A frame that cannot be unpickled, between two good ones, is logged and dropped; the others arrive, the buffer is clear."
     import pickle
     from cjm_workers.core.protocol import WorkerResponse, WorkerResponseType, frame
-    from cjm_workers.managers.pool import WorkerHandle
-    h = WorkerHandle(0, 'w', None, None, None)
+    from cjm_workers.backends.local import LocalWorkerHandle
+    h = LocalWorkerHandle(0, 'w', None, None, None)
     msg = lambda text: pickle.dumps(WorkerResponse(WorkerResponseType.PROGRESS, {'job_id': 'j', 'message': text}))
     junk = pickle.dumps(WorkerResponse(WorkerResponseType.PROGRESS, {}))[:-3] + b'\x00\x00.'  # truncated: cannot load
     for part in (msg('before'), junk, msg('after')):

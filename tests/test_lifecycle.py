@@ -172,7 +172,7 @@ def test_import_has_no_side_effects():
         before = atexit._ncallbacks()
         import cjm_workers, cjm_workers.core.config, cjm_workers.core.protocol, cjm_workers.core.worker
         import cjm_workers.core.adapters, cjm_workers.extensions.adapters, cjm_workers.extensions.protocols
-        import cjm_workers.managers.base, cjm_workers.managers.pool, cjm_workers.demo.plugins
+        import cjm_workers.managers.base, cjm_workers.backends.local, cjm_workers.demo.plugins
         assert multiprocessing.get_start_method(allow_none=True) is None
         assert threading.active_count() == 1
         assert multiprocessing.active_children() == []

@@ -28,10 +28,12 @@ from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, W
 from ..core.worker import describe_error
 from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol,
                                               ResourceManagerProtocol, plugin_meta_id, plugin_meta_name)
-from .health import WorkerState, handle_state, sample_processes
+from .health import WorkerState, handle_state
 from .journal import Journal
 from .lifecycle import Lifecycle
-from .pool import WorkerHandle, describe_exit
+from ..backends.base import ExitCause, ExitKind, WorkerBackend, WorkerHandle, exit_cause
+from ..backends.local import LocalBackend
+from .runs import StopRequest
 from ..core.payloads import drop_gradually, frames, is_big, split_async
 from .scheduling import JobQueue, ResourcePool, needs_key
 
@@ -78,6 +80,7 @@ class BaseJobManager(ABC, Generic[JobType]):
                  job_store:Union[JobStore, str, os.PathLike, None]=None, # Journal jobs here (an SQLite path, or a JobStore) and recover them
                  plugins:Optional[Iterable[str]]=None, # The plugin ids this manager runs: others are refused at submit
                  durable_start:bool=False, # Default of jobs' `durable_start`: run at most once across crashes (needs job_store)
+                 worker_backend:Optional[WorkerBackend]=None, # Where workers run (default: `backends.local.LocalBackend`, spawn processes here)
                 ):
         if not isinstance(worker_type, str) or not worker_type or ':' in worker_type:
             raise ValueError(f"worker_type must be a non-empty string without ':', got {worker_type!r}")
@@ -108,6 +111,9 @@ class BaseJobManager(ABC, Generic[JobType]):
         self.jobs: Dict[str, BaseJob] = {}
         self.restart_count = 0                 # worker restarts since the manager started
         self.last_restart_time: Optional[float] = None
+        self.worker_backend: WorkerBackend = worker_backend if worker_backend is not None else LocalBackend()
+        if not isinstance(self.worker_backend, WorkerBackend):
+            raise TypeError(f"worker_backend must have make_handle, sample and close (backends.base.WorkerBackend), got {type(worker_backend).__name__}")
         self.lifecycle = Lifecycle(worker_type)  # open -> closed -> stopped, or broken (managers.lifecycle)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._slots: List[_Slot] = []
@@ -305,9 +311,8 @@ async def _spawn(self:BaseJobManager, slot:Optional[_Slot]):
     if self.lifecycle.stopping: return
     cfg = self.worker_config
     index = slot.index if slot is not None else -1
-    h = WorkerHandle(index, f"cjm-{self.worker_type}-{index if slot is not None else 'spare'}", self.get_worker_entry_point(),
-                     self._on_message, self._on_worker_exit)
-    h.start_error = h.kill_why = None
+    h = self.worker_backend.make_handle(index, f"cjm-{self.worker_type}-{index if slot is not None else 'spare'}",
+                                        self.get_worker_entry_point(), self._on_message, self._on_worker_exit)
     h.commands = asyncio.Semaphore(cfg.response_queue_size)
     if slot is not None: slot.handle = h
     else: self._spares.append(h)
@@ -329,7 +334,7 @@ async def _spawn(self:BaseJobManager, slot:Optional[_Slot]):
         return
     try: await asyncio.wait_for(asyncio.shield(h.ready), cfg.worker_start_timeout_seconds)
     except asyncio.TimeoutError:
-        h.start_error = f"worker did not become ready within {cfg.worker_start_timeout_seconds} s"
+        h.intended = ExitCause.start_failed(f"worker did not become ready within {cfg.worker_start_timeout_seconds} s", 'start_timeout')
         h.kill("start_timeout")
         await h.exited
 
@@ -362,25 +367,24 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     if h in self._retiring: self._retiring.remove(h)
     slot = self._slots[h.slot] if h.slot >= 0 else None
     if slot is not None and slot.handle is h: slot.handle = None
-    if h.cancel_timer is not None: h.cancel_timer.cancel()
+    stop = h.stop  # its job was asked to stop (cancel, time limit, shutdown), if it was
+    if stop is not None: stop.cancel_timer()
     never_ready = not h.ready.done()
     if never_ready: h.ready.set_result(False)
-    if h.start_error: reason = f"worker failed to start: {h.start_error}"
-    elif h.kill_why: reason = h.kill_why
-    elif h.kill_reason: reason = f"worker killed by the manager ({h.kill_reason})"
-    else: reason = describe_exit(code)
+    cause = exit_cause(h.intended or (ExitCause.stopped() if h.state == "stopping" else None), code)
+    reason = cause.message
+    k = cause.reason if cause.kind is ExitKind.KILLED else None  # why the manager killed it
     if self.resource_manager is not None: self._call_rm('unregister_worker', h.pid)
     job = self.jobs.get(h.current_job_id) if h.current_job_id else None
     # the death is its job's doing unless the manager killed it to stop the job or the manager itself is stopping
     job_death = (job is not None and not job.is_terminal and not self.lifecycle.stopping
-                 and h.kill_reason not in ('cancel', 'timeout', 'shutdown', 'start_failed'))
+                 and k not in ('cancel', 'timeout', 'shutdown', 'start_failed'))
     if job is not None and not job.is_terminal:
-        k = h.kill_reason
-        how = ("the plugin does not check for cancellation, so its worker was killed at once" if h.stop_blind else
-               f"the plugin did not stop within {cfg.cancel_grace_seconds:g} s, so its worker was killed")
+        how = (stop or StopRequest(k or 'cancel')).how_killed(cfg.cancel_grace_seconds)
+        why = stop.why if stop is not None else None
         if k == 'cancel': error, status = f"cancelled: {how}", CANCELLED
-        elif k == 'timeout': error, status = f"{h.stop_why}; {how}", FAILED
-        elif k == 'shutdown' or self.lifecycle.stopping: error, status = h.stop_why or "cancelled: the manager shut down", CANCELLED
+        elif k == 'timeout': error, status = f"{why}; {how}", FAILED
+        elif k == 'shutdown' or self.lifecycle.stopping: error, status = why or "cancelled: the manager shut down", CANCELLED
         else: error, status = reason, FAILED
         self._end_attempt(job, h.pid, error)
         if status == FAILED and k not in ('timeout',) and job.retry_on_worker_death and self._retries_left(job):
@@ -390,22 +394,23 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
     self._job_left(h)
     if self._wants_events():
         self._emit('worker_died', {'pid': h.pid, 'slot': h.slot if slot is not None else None, 'exitcode': code, 'reason': reason,
-                                   'deliberate': h.kill_reason is not None or h.state == 'stopping'})
+                                   'deliberate': cause.deliberate or h.killed, 'cause': cause.kind.value})
     if self.lifecycle.stopping or self.broken_reason: return
     if never_ready and not self._ready_once:  # no worker of this manager ever started: the next would fail the same way
-        self._fail_start(h.start_error or reason)
+        self._fail_start(cause.detail if cause.kind is ExitKind.START_FAILED else reason)
         return
     if job_death: self._note_plugin_death(job.plugin_id, reason)
-    if h.retire_reason is not None:  # recycled: its replacement starts now that it has gone (unless a spare took over)
+    if cause.kind is ExitKind.RETIRED:  # recycled: its replacement starts now that it has gone (unless a spare took over)
         if slot is not None and slot.handle is None and slot.timer is None and not slot.given_up:
             if not self._take_spare(slot): self._spawn_task(self._spawn(slot))
         return
     if slot is None:  # a spare: replace it, unless spares cannot even start
         if h.plugins: self._spawn_task(self._spawn(None))
         return
-    log.log(logging.INFO if h.kill_reason in ('cancel', 'timeout') else logging.WARNING, "%s worker %s: %s", self.worker_type, h.pid, reason)
+    stopped_its_job = k in ('cancel', 'timeout')  # killing a worker to stop its job is no failure of the worker
+    log.log(logging.INFO if stopped_its_job else logging.WARNING, "%s worker %s: %s", self.worker_type, h.pid, reason)
     policy = cfg.restart_policy
-    if h.kill_reason in ('cancel', 'timeout'):  # killing a worker to stop its job is no failure of the worker
+    if stopped_its_job:
         restart, delay = policy is not RestartPolicy.NEVER, 0.0
     else:
         # the budget counts failed starts only: a job that kills its worker is that job's failure (and its plugin's,
@@ -426,7 +431,7 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
         else: slot.timer = self._loop.call_later(delay, self._restart, slot)
     else:
         if policy is RestartPolicy.NEVER: reason = f"{reason}; restart_policy is NEVER"
-        elif policy is RestartPolicy.ON_CANCELLATION and h.kill_reason not in ('cancel', 'timeout'):
+        elif policy is RestartPolicy.ON_CANCELLATION and not stopped_its_job:
             reason = f"{reason}; restart_policy ON_CANCELLATION restarts only workers killed to cancel a job"
         self._give_up(slot, reason)
     self._dispatch()
@@ -485,7 +490,7 @@ def _maybe_recycle(self:BaseJobManager, h:WorkerHandle):
         reason = f"uses {h.rss_mb:.0f} MB (max_worker_memory_mb={cfg.max_worker_memory_mb:g})"
     else: return
     slot = self._slots[h.slot]
-    h.state, h.retire_reason = "stopping", reason
+    h.state, h.intended = "stopping", ExitCause.retired(reason)
     if slot.handle is h: slot.handle = None
     self._retiring.append(h)
     self.recycled_count += 1
@@ -499,19 +504,16 @@ def _maybe_recycle(self:BaseJobManager, h:WorkerHandle):
 def _kill_busy(self:BaseJobManager, h:WorkerHandle, reason:str, why:str):
     "Kill a worker because of how its process behaves; `why` becomes its job's error."
     log.warning("%s worker %s: %s", self.worker_type, h.pid, why)
-    h.kill_why = why
-    h.kill(reason)
+    h.kill(reason, why)
 
 def _monitor(ref:weakref.ref, stop:threading.Event, interval:float):
     "A thread: every `interval` s, sample the manager's workers (blocking /proc reads) and hand the figures to its loop."
     # a thread rather than a loop timer: a pending timer makes every turn of the event loop arm a kernel timer,
     # which costs microseconds on every job; a weak reference, so the thread never keeps a manager alive
-    procs = {}
     while not stop.wait(interval):
         m = ref()
         if m is None: return
-        pids = [h.pid for h in m._handles() if h.pid]
-        try: samples, procs = sample_processes({pid: procs.get(pid) for pid in pids})
+        try: samples = m.worker_backend.sample(m._handles())
         except Exception:
             log.exception("sampling %s workers failed", m.worker_type)
             continue
@@ -527,7 +529,7 @@ def _on_samples(self:BaseJobManager, samples:dict):
     for h in self._handles():
         smp = samples.get(h.pid)
         if smp is not None: h.rss_mb, h.cpu_percent = smp.rss_mb, smp.cpu_percent
-        if not h.alive or h.kill_reason or self.lifecycle.stopping: continue
+        if not h.alive or h.intended is not None or self.lifecycle.stopping: continue
         if h.state == "busy" and h.current_job_id:
             if cfg.max_worker_memory_hard_mb and smp is not None and smp.rss_mb > cfg.max_worker_memory_hard_mb:
                 self._kill_busy(h, 'memory', f"its worker used {smp.rss_mb:.0f} MB, over max_worker_memory_hard_mb="
@@ -803,12 +805,12 @@ def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
         elif rt is WorkerResponseType.CANCELLING:
             # the cancel reached the running job; a job that cannot notice it (plain sync code that never looked at its
             # cancellation state) would only use up the grace period: its worker is killed now
-            if (not d.get('can_stop') and h.current_job_id == d.get('job_id') and h.stop_reason is not None
-                    and h.alive and h.kill_reason is None):
-                h.stop_blind = True
-                h.kill(h.stop_reason)
+            stop = h.stop
+            if not d.get('can_stop') and h.current_job_id == d.get('job_id') and stop is not None and h.alive and h.intended is None:
+                stop.blind = True
+                h.kill(stop.reason)
         elif rt is WorkerResponseType.ERROR:
-            h.start_error = d.get('error')
+            if h.intended is None: h.intended = ExitCause.start_failed(d.get('error'))
             log.error("%s worker %s failed: %s\n%s", self.worker_type, h.pid, d.get('error'), d.get('traceback', ''))
 
 @patch
@@ -847,13 +849,11 @@ def _retries_left(self:BaseJobManager, job:BaseJob) -> bool:
 def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
     if h.current_job_id != r.job_id: return
     h.current_job_id = None
-    if h.cancel_timer is not None:
-        h.cancel_timer.cancel()
-        h.cancel_timer = None
+    stop, h.stop = h.stop, None
+    if stop is not None: stop.cancel_timer()
     if h.state == "busy": h.state = "idle"
     h.jobs_done += 1
-    why, status_if_stopped, stop_reason = h.stop_why, h.stop_status or CANCELLED, h.stop_reason
-    h.stop_why = h.stop_status = h.stop_reason = None
+    why, status_if_stopped, stop_reason = (stop.why, stop.status, stop.reason) if stop is not None else (None, CANCELLED, None)
     job = self.jobs.get(r.job_id)
     if self._plugin_deaths and job is not None: self._plugin_deaths.pop(job.plugin_id, None)  # its worker survived it
     if job is not None and not job.is_terminal:
@@ -1063,15 +1063,15 @@ def _handle_of(self:BaseJobManager, job_id:str) -> Optional[WorkerHandle]:
 def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,
                   status:str=CANCELLED):
     "Ask the worker to stop its job; kill it after `grace` seconds. `why` (if given) becomes the job's error."
-    if h.cancel_timer is not None:  # already asked; a cancel overrides a time limit's stop (the job then ends cancelled)
-        if reason == 'cancel' and h.stop_reason == 'timeout': h.stop_why, h.stop_status, h.stop_reason = why, status, reason
+    if h.stop is not None:  # already asked; a cancel overrides a time limit's stop (the job then ends cancelled)
+        h.stop.escalate(reason, why, status)
         return
-    h.stop_why, h.stop_status, h.stop_reason = why, status, reason
+    stop = h.stop = StopRequest(reason, why, status)
     h.send_control(WorkerRequest(WorkerRequestType.CANCEL, {'job_id': job_id}))
     def kill():
-        h.cancel_timer = None
-        if h.current_job_id == job_id and h.alive: h.kill(h.stop_reason or reason)
-    h.cancel_timer = self._loop.call_later(grace, kill)
+        stop.timer = None
+        if h.current_job_id == job_id and h.alive: h.kill(stop.reason)
+    stop.timer = self._loop.call_later(grace, kill)
 
 @patch
 def _time_out(self:BaseJobManager, h:WorkerHandle, job_id:str, limit:float):
@@ -1214,14 +1214,15 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
                 if not h.exited.done(): h.kill('shutdown')
             if alive: await asyncio.wait([h.exited for h in handles], timeout=2)
         for h in handles:
-            if not h.exited.done(): h._close_pipes()  # unreapable: stop watching it rather than hang
+            if not h.exited.done(): h.close()  # unreapable: stop watching it rather than hang
     finally:
         for j in self.jobs.values():
             if not j.is_terminal: self._finish(j, CANCELLED, error="cancelled: the manager shut down")
-        self.lifecycle.finish(forced=any(h.kill_reason is not None for h in seen))
+        self.lifecycle.finish(forced=any(h.killed for h in seen))
         self._sink.close()  # the pump delivers what is queued, then ends
     if self._sink.pump_task is not None: await asyncio.wait([self._sink.pump_task], timeout=cfg.shutdown_timeout_seconds)
     await self._close_store()
+    self.worker_backend.close()
 
 @patch
 def _shutdown_now(self:BaseJobManager):
@@ -1236,7 +1237,7 @@ def _shutdown_now(self:BaseJobManager):
     handles = [s.handle for s in self._slots if s.handle is not None] + self._spares + self._retiring
     for h in handles:
         h.kill('shutdown')
-        try: h._close_pipes()
+        try: h.close()
         except Exception: pass
     self.lifecycle.finish(forced=bool(handles))
     waiting = set(self._queue.job_ids()) | set(self._retry_timers)
@@ -1249,6 +1250,7 @@ def _shutdown_now(self:BaseJobManager):
     if journal is not None:  # no loop to wait in: write what is left here, bounded
         journal.stop(self.worker_config.shutdown_timeout_seconds)
         self.job_store.close(self.worker_type)
+    self.worker_backend.close()
 
 # %% ../../nbs/09_base.ipynb #6f65ac77
 @patch(as_prop=True)
@@ -1264,7 +1266,8 @@ def _worker_health(self:BaseJobManager, h:WorkerHandle, now:float) -> Dict[str, 
             'uptime_seconds': round(now - h.started_monotonic, 3) if h.started_monotonic else None,
             'jobs_done': h.jobs_done, 'cpu_percent': h.cpu_percent,
             'rss_mb': None if h.rss_mb is None else round(h.rss_mb, 1),
-            'restarts': slot.restarts if slot is not None else 0, 'retiring': h.retire_reason}
+            'restarts': slot.restarts if slot is not None else 0, 'node': h.node,
+            'retiring': h.intended.detail if h.intended is not None and h.intended.kind is ExitKind.RETIRED else None}
 
 @patch
 def health(self:BaseJobManager) -> Dict[str, Any]:

@@ -19,12 +19,12 @@ class WorkerState(Enum):
     FORCE_STOPPED = "FORCE_STOPPED"  # killed, or died on its own
 
 def handle_state(h) -> WorkerState:
-    "The lifecycle state of a `WorkerHandle`."
+    "The lifecycle state of a worker handle (`backends.base.WorkerHandle`)."
     s = h.state
     if s in ("init", "starting"): return WorkerState.INIT
     if s in ("idle", "busy"): return WorkerState.RUNNING
     if s == "stopping": return WorkerState.STOPPING
-    return WorkerState.STOPPED if h.exitcode == 0 and h.kill_reason is None else WorkerState.FORCE_STOPPED
+    return WorkerState.STOPPED if h.exitcode == 0 and not h.killed else WorkerState.FORCE_STOPPED
 
 # %% ../../nbs/15_health.ipynb #227d1f40
 class ProcessSample:
