@@ -8,6 +8,31 @@ __all__ = ['log', 'BaseJobManager', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED',
            'PluginCrashLoopError', 'WorkerStartError']
 
 # %% ../../nbs/09_base.ipynb #fa257398
+# One job's path, and the units that carry it (one concept per module):
+#
+#  route handler          BaseJobManager (this module: the facade)                     worker process
+#  ─────────────          ───────────────────────────────────────                      ──────────────
+#  start_job(plugin, …) ─▶ create_job ─▶ validate params ─▶ Execution (core.jobs)
+#                              │                              │
+#                              │            JobQueue (managers.scheduling): priority, FIFO, resources
+#                              │                              │ _dispatch: an idle worker, its plugin loaded first
+#                              ▼                              ▼
+#                        Journal thread ◀── transitions ── handle.send_bytes ══ pipe ══▶ core.worker: the plugin runs
+#                        (managers.journal,                   (backends.local)              │ progress, log lines,
+#                         core.store: SQLite)                                                │ stream chunks, result
+#                                                             _on_message ◀══ pipe ═════════┘
+#                                                                  │ job fields change; StopRequest (managers.runs)
+#                                                                  │ on cancel / time limit; ExitCause on a death
+#                                                                  ▼
+#                                                     EventSink (core.events) ─▶ EventBroadcaster
+#                                                                  │
+#                        browser ◀── SSE (web.sse) ◀── EventHub (web.hub): coalesced, numbered, resumable
+#                                                      └─ mount_jobs (web.mount): htmx fragments, JSON API
+#
+# - The manager owns every job's state; it runs on one event loop and never blocks it.
+# - Workers are supervised in slots (managers.pool: restart policy) and started by a backend (backends.base,
+#   backends.local); the manager's lifecycle is one object (managers.lifecycle).
+# - A job's status is a JobStatus; a job in a TERMINAL_STATUSES status never changes again.
 import asyncio, importlib, json, logging, os, pickle, threading, time, weakref
 from fastcore.basics import patch
 from abc import ABC, abstractmethod
@@ -33,6 +58,7 @@ from .journal import Journal
 from .lifecycle import Lifecycle
 from ..backends.base import ExitCause, ExitKind, WorkerBackend, WorkerHandle, exit_cause
 from ..backends.local import LocalBackend
+from .pool import Slot, after_exit
 from .runs import StopRequest
 from ..core.payloads import drop_gradually, frames, is_big, split_async
 from .scheduling import JobQueue, ResourcePool, needs_key
@@ -47,17 +73,6 @@ _all_ = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED'
 
 
 # %% ../../nbs/09_base.ipynb #04156ffa
-@dataclass
-class _Slot:
-    "A place in the pool; it outlives the worker processes that fill it."
-    index: int
-    handle: Optional[WorkerHandle] = None
-    failures: int = 0        # consecutive failed starts (never ready, or died before running a job): the restart budget
-    deaths: int = 0          # consecutive deaths not separated by a stable run: BACKOFF's delay
-    restarts: int = 0
-    given_up: Optional[str] = None  # why this slot gets no more workers
-    timer: Any = None
-
 class _Done:
     "What `shutdown()` returns when there is nothing left to wait for: awaiting it returns at once."
     def __await__(self): return iter(())
@@ -116,7 +131,7 @@ class BaseJobManager(ABC, Generic[JobType]):
             raise TypeError(f"worker_backend must have make_handle, sample and close (backends.base.WorkerBackend), got {type(worker_backend).__name__}")
         self.lifecycle = Lifecycle(worker_type)  # open -> closed -> stopped, or broken (managers.lifecycle)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._slots: List[_Slot] = []
+        self._slots: List[Slot] = []
         self._start_tasks: list = []
         self._queue = JobQueue()               # waiting jobs -> (plugin_name, pickled execute request)
         self._retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
@@ -260,7 +275,7 @@ def _ensure_started(self:BaseJobManager) -> list:
     self._bind_loop()
     if self._slots: return self._start_tasks
     self._sink.start(self._spawn_task)
-    self._slots = [_Slot(i) for i in range(self.worker_config.max_workers)]
+    self._slots = [Slot(i) for i in range(self.worker_config.max_workers)]
     self._start_tasks = [self._spawn_task(self._spawn(s)) for s in self._slots]
     for _ in range(self.worker_config.spare_workers): self._spawn_task(self._spawn(None))
     self._monitor_stop = threading.Event()
@@ -305,7 +320,7 @@ async def __aexit__(self:BaseJobManager, exc_type, exc, tb):
     await self.shutdown(drain=exc_type is None)
 
 @patch
-async def _spawn(self:BaseJobManager, slot:Optional[_Slot]):
+async def _spawn(self:BaseJobManager, slot:Optional[Slot]):
     "Start a worker for `slot`, or a spare worker if `slot` is None."
     if slot is not None: slot.timer = None
     if self.lifecycle.stopping: return
@@ -409,31 +424,16 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
         return
     stopped_its_job = k in ('cancel', 'timeout')  # killing a worker to stop its job is no failure of the worker
     log.log(logging.INFO if stopped_its_job else logging.WARNING, "%s worker %s: %s", self.worker_type, h.pid, reason)
-    policy = cfg.restart_policy
-    if stopped_its_job:
-        restart, delay = policy is not RestartPolicy.NEVER, 0.0
-    else:
-        # the budget counts failed starts only: a job that kills its worker is that job's failure (and its plugin's,
-        # see _note_plugin_death), while a worker that cannot start or dies before its first job will not get better
-        failed_start = never_ready or (h.jobs_done == 0 and job is None)
-        slot.failures = slot.failures + 1 if failed_start else 0
-        stable = h.started_monotonic is not None and h.plugins and time.monotonic() - h.started_monotonic >= cfg.restart_reset_seconds
-        slot.deaths = 1 if stable else slot.deaths + 1
-        restart = policy in (RestartPolicy.ALWAYS, RestartPolicy.BACKOFF) and slot.failures <= cfg.max_restart_attempts
-        delay = cfg.restart_delay(slot.deaths)
-        if policy in (RestartPolicy.ALWAYS, RestartPolicy.BACKOFF) and not restart:
-            reason = f"{reason}; gave up after {cfg.max_restart_attempts} failed starts in a row"
+    stable = bool(h.started_monotonic is not None and h.plugins and time.monotonic() - h.started_monotonic >= cfg.restart_reset_seconds)
+    restart, delay, reason = after_exit(cfg, slot, reason, stopped_its_job, failed_start=never_ready or (h.jobs_done == 0 and job is None),
+                                        stable=stable)  # managers.pool: the restart policy
     if restart:
         if self._take_spare(slot):
             slot.restarts += 1
             self.restart_count += 1
             self.last_restart_time = time.time()
         else: slot.timer = self._loop.call_later(delay, self._restart, slot)
-    else:
-        if policy is RestartPolicy.NEVER: reason = f"{reason}; restart_policy is NEVER"
-        elif policy is RestartPolicy.ON_CANCELLATION and not stopped_its_job:
-            reason = f"{reason}; restart_policy ON_CANCELLATION restarts only workers killed to cancel a job"
-        self._give_up(slot, reason)
+    else: self._give_up(slot, reason)
     self._dispatch()
 
 @patch
@@ -466,7 +466,7 @@ def _check_crash_loop(self:BaseJobManager, plugin_id:str):
                                f"workers within {self.worker_config.crash_loop_window_seconds:g} s (last: {c['reason']})")
 
 @patch
-def _take_spare(self:BaseJobManager, slot:_Slot) -> bool:
+def _take_spare(self:BaseJobManager, slot:Slot) -> bool:
     "Put a ready spare worker in `slot` (and start a new spare). False if no spare is ready."
     spare = next((h for h in self._spares if h.state == "idle"), None)
     if spare is None or self.lifecycle.stopping: return False
@@ -540,7 +540,7 @@ def _on_samples(self:BaseJobManager, samples:dict):
         elif h.state == "idle": self._maybe_recycle(h)
 
 @patch
-def _restart(self:BaseJobManager, slot:_Slot):
+def _restart(self:BaseJobManager, slot:Slot):
     slot.timer = None
     if self.lifecycle.stopping: return
     slot.restarts += 1
@@ -558,7 +558,7 @@ def _fail_start(self:BaseJobManager, error:str):
         if not slot.given_up: self._give_up(slot, f"worker could not start: {error}")
 
 @patch
-def _give_up(self:BaseJobManager, slot:_Slot, reason:str):
+def _give_up(self:BaseJobManager, slot:Slot, reason:str):
     slot.given_up = reason
     if all(s.given_up for s in self._slots):
         self.lifecycle.break_down(f"no worker can run jobs: {reason}")
