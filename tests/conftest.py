@@ -18,7 +18,7 @@ async def make_manager():
     try: yield make
     finally:
         for m in made:
-            pids = [s.handle.pid for s in m._slots if s.handle is not None and s.handle.pid]
+            pids = [s.handle.pid for s in m.pool.slots if s.handle is not None and s.handle.pid]
             try: await asyncio.wait_for(m.shutdown(), 20)
             finally:
                 for pid in pids:
@@ -57,7 +57,7 @@ async def wait_until(pred, timeout=10.0, what="condition"):
         await asyncio.sleep(0.002)
 
 
-def worker_pids(m): return [s.handle.pid for s in m._slots if s.handle is not None and s.handle.alive and s.handle.pid]
+def worker_pids(m): return [s.handle.pid for s in m.pool.slots if s.handle is not None and s.handle.alive and s.handle.pid]
 
 
 def gone(pid):

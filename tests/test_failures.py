@@ -129,7 +129,7 @@ async def test_jobs_that_kill_their_workers_never_break_the_manager(make_manager
         assert crash.status == 'failed' and 'code 3' in crash.error
     ok = await m.start_job('echo', text='still here')
     assert (await m.wait_for_job(ok.id, 20)).status == 'completed'
-    assert m.health()['state'] == 'RUNNING' and m._slots[0].failures == 0
+    assert m.health()['state'] == 'RUNNING' and m.pool.slots[0].failures == 0
 
 
 async def test_failed_starts_use_up_the_restart_budget(make_manager, tmp_path, monkeypatch):
@@ -202,11 +202,11 @@ async def test_backoff_does_not_block_and_resets_after_stable_run(make_manager, 
         second_delay = time.perf_counter() - t
     assert 0.3 <= first_delay < 3 and 0.6 <= second_delay < 4, (first_delay, second_delay)
     assert mon.worst < 0.05, mon.worst
-    assert m._slots[0].deaths == 2
+    assert m.pool.slots[0].deaths == 2
     await asyncio.sleep(0.6)  # let the worker run stably past restart_reset_seconds
     c3 = await m.start_job('crash', how='exit')
     await m.wait_for_job(c3.id, 10)
-    assert m._slots[0].deaths == 1  # the count started again
+    assert m.pool.slots[0].deaths == 1  # the count started again
 
 
 async def test_pool_runs_jobs_concurrently_and_isolates_failures(make_manager):

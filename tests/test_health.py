@@ -94,7 +94,7 @@ async def test_health_and_lifecycle_states(make_manager):
     assert w['uptime_seconds'] > 0 and w['rss_mb'] > 5 and w['cpu_percent'] is not None and w['restarts'] == 0
     assert h['plugins']['count_primes']['ready_workers'] == [j.worker_pid]      # "hot": no load needed there
     assert h['plugins']['echo']['ready_workers'] == [] and h['plugins']['generate_text']['streaming']
-    handles = list(m._handles())
+    handles = list(m.pool.handles())
     stopping = m.shutdown()
     assert m.state.value == 'STOPPING'
     await stopping

@@ -28,7 +28,7 @@ async def test_terminal_states_are_final(make_manager):
     m = make_manager()
     job = await m.start_job('echo', text='x')
     await m.wait_for_job(job.id, 10)
-    h = m._slots[0].handle
+    h = m.pool.slots[0].handle
     from cjm_workers.core.protocol import WorkerResult, WorkerResponse, WorkerResponseType
     # a late, forged result and progress for a finished job change nothing
     h.current_job_id = job.id
@@ -202,9 +202,9 @@ async def test_concurrent_starts_all_wait_for_ready_workers(make_manager):
     m = make_manager(max_workers=2)
     first = asyncio.create_task(m.start())
     await asyncio.sleep(0)  # the first call has begun spawning
-    assert m._slots and not first.done()
+    assert m.pool.slots and not first.done()
     await m.start()  # a second caller must also wait until the workers are ready
-    assert [s.handle.state for s in m._slots] == ['idle', 'idle']
+    assert [s.handle.state for s in m.pool.slots] == ['idle', 'idle']
     await first
 
 

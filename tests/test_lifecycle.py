@@ -108,11 +108,11 @@ async def test_shutdown_without_loop_kills_workers():
         m = DemoJobManager()
         async def main():
             await m.start()
-            return m._slots[0].handle.pid
+            return m.pool.slots[0].handle.pid
         if __name__ == '__main__':
             pid = asyncio.run(main())
             m.shutdown()  # no running loop: kills now
-            print(pid, m._slots[0].handle.state if m._slots[0].handle else 'none', flush=True)
+            print(pid, m.pool.slots[0].handle.state if m.pool.slots[0].handle else 'none', flush=True)
     """)
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     pid = int(out.stdout.split()[0])
@@ -128,7 +128,7 @@ def _spawn_owner(extra:str):
             m = DemoJobManager()
             await m.start()
             job = await m.start_job('sleep', seconds=60)
-            print(m._slots[0].handle.pid, flush=True)
+            print(m.pool.slots[0].handle.pid, flush=True)
             {extra}
         if __name__ == '__main__':
             asyncio.run(main())

@@ -79,7 +79,7 @@ async def test_time_limit_stops_cooperative_and_kills_stubborn(make_manager):
     assert s.status == 'failed' and s.error.startswith('timed out after 0.3 s;') and 'killed' in s.error
     ok = await m.start_job('echo', text='next')                         # restarted; a timeout is not a failure
     await m.wait_for_job(ok.id, 10)
-    assert ok.status == 'completed' and m._slots[0].failures == 0
+    assert ok.status == 'completed' and m.pool.slots[0].failures == 0
     with pytest.raises(ValueError, match='time_limit'): await m.start_job('echo', time_limit=0)
 
 

@@ -58,7 +58,7 @@ from .journal import Journal
 from .lifecycle import Lifecycle
 from ..backends.base import ExitCause, ExitKind, WorkerBackend, WorkerHandle, exit_cause
 from ..backends.local import LocalBackend
-from .pool import Slot, after_exit
+from .pool import WorkerPool
 from .runs import StopRequest
 from ..core.payloads import drop_gradually, frames, is_big, split_async
 from .scheduling import JobQueue, ResourcePool, needs_key
@@ -117,35 +117,27 @@ class BaseJobManager(ABC, Generic[JobType]):
         self.declared_plugins: Optional[frozenset] = None if plugins is None else frozenset(plugins)
         self.plugin_parameters = dict(plugin_parameters or {})
         for spec in self.plugin_parameters.values(): check_param_spec(spec)
-        if self.resource_pool is not None: self.resource_pool._attach(self)
+        if self.resource_pool is not None: self.resource_pool.attach(self._best_startable, self._dispatch)
         self.job_store: Optional[JobStore] = open_store(job_store)
         if durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
         self.durable_start = bool(durable_start)
         self._journal: Optional[Journal] = None
         self._store_opening = None             # the task opening the store and recovering its jobs
         self.jobs: Dict[str, BaseJob] = {}
-        self.restart_count = 0                 # worker restarts since the manager started
-        self.last_restart_time: Optional[float] = None
         self.worker_backend: WorkerBackend = worker_backend if worker_backend is not None else LocalBackend()
         if not isinstance(self.worker_backend, WorkerBackend):
             raise TypeError(f"worker_backend must have make_handle, sample and close (backends.base.WorkerBackend), got {type(worker_backend).__name__}")
         self.lifecycle = Lifecycle(worker_type)  # open -> closed -> stopped, or broken (managers.lifecycle)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._slots: List[Slot] = []
-        self._start_tasks: list = []
+        self.pool = WorkerPool(self)           # the workers: slots, spares, restarts, the monitor (managers.pool)
         self._queue = JobQueue()               # waiting jobs -> (plugin_name, pickled execute request)
         self._retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
-        self._spares: List[WorkerHandle] = []  # started workers kept in reserve (spare_workers)
-        self.recycled_count = 0                # workers replaced by max_jobs_per_worker / max_worker_memory_mb
-        self._monitor_stop = None              # set to end the monitor thread
-        self._retiring: List[WorkerHandle] = []  # recycled workers finishing their exit
         self._done_waiters: Dict[str, List[asyncio.Future]] = {}
         self._chunk_waiters: Dict[str, asyncio.Future] = {}
         self._plugin_configs: Dict[str, Dict[str, Any]] = {}  # plugin name -> the configuration workers load it with
         self._plugin_ids: Dict[str, str] = {}   # plugin name -> its id in the registry
         self._plugin_info: Dict[str, Dict[str, Any]] = {}  # plugin name -> what a worker reported of it
         self._launching = None     # the task reading the registry before the first workers start
-        self._ready_once = False   # some worker of this manager has become ready
         self._plugin_deaths: Dict[str, deque] = {}  # plugin id -> monotonic times of worker deaths its jobs caused, in a row
         self.crash_loops: Dict[str, Dict[str, Any]] = {}  # plugin id -> its cool-down: {'until', 'deaths', 'reason'}
         self._tasks: set = set()
@@ -244,6 +236,21 @@ class BaseJobManager(ABC, Generic[JobType]):
         await self.event_broadcaster.broadcast(event_type, data)
 
     @property
+    def restart_count(self) -> int:
+        "Worker restarts since the manager started."
+        return self.pool.restart_count
+
+    @property
+    def last_restart_time(self) -> Optional[float]:
+        "When a worker was last restarted (epoch seconds), or None."
+        return self.pool.last_restart_time
+
+    @property
+    def recycled_count(self) -> int:
+        "Workers replaced between jobs by `max_jobs_per_worker` or `max_worker_memory_mb`."
+        return self.pool.recycled_count
+
+    @property
     def broken_reason(self) -> Optional[str]:
         "Why no worker can run jobs any more (every slot gave up), or None."
         return self.lifecycle.broken_reason
@@ -273,16 +280,9 @@ def _check_accepting(self:BaseJobManager):
 def _ensure_started(self:BaseJobManager) -> list:
     "Create the pool on first use; return the first workers' start-up tasks (done ones included)."
     self._bind_loop()
-    if self._slots: return self._start_tasks
+    if self.pool.started: return self.pool.start_tasks
     self._sink.start(self._spawn_task)
-    self._slots = [Slot(i) for i in range(self.worker_config.max_workers)]
-    self._start_tasks = [self._spawn_task(self._spawn(s)) for s in self._slots]
-    for _ in range(self.worker_config.spare_workers): self._spawn_task(self._spawn(None))
-    self._monitor_stop = threading.Event()
-    self._monitor_thread = threading.Thread(target=_monitor, daemon=True, name=f"cjm-{self.worker_type}-monitor",
-                                            args=(weakref.ref(self), self._monitor_stop, self.worker_config.monitor_interval_seconds))
-    self._monitor_thread.start()
-    return self._start_tasks
+    return self.pool.start(self._spawn_task)
 
 @patch
 def _spawn_task(self:BaseJobManager, coro):
@@ -295,7 +295,7 @@ def _spawn_task(self:BaseJobManager, coro):
 async def _launch(self:BaseJobManager) -> list:
     "Read the plugin registry (once, in a thread: registries read files), then create the pool; return its start-up tasks."
     self._bind_loop()
-    if not self._slots and self.plugin_registry is not None:
+    if not self.pool.started and self.plugin_registry is not None:
         if self._launching is None: self._launching = asyncio.ensure_future(asyncio.to_thread(self._read_registry))
         configs, ids = await asyncio.shield(self._launching)
         self._plugin_ids.update(ids)
@@ -320,38 +320,13 @@ async def __aexit__(self:BaseJobManager, exc_type, exc, tb):
     await self.shutdown(drain=exc_type is None)
 
 @patch
-async def _spawn(self:BaseJobManager, slot:Optional[Slot]):
-    "Start a worker for `slot`, or a spare worker if `slot` is None."
-    if slot is not None: slot.timer = None
-    if self.lifecycle.stopping: return
+def _init_request(self:BaseJobManager) -> WorkerRequest:
+    "What a new worker is started with: the plugins' configurations and its settings."
     cfg = self.worker_config
-    index = slot.index if slot is not None else -1
-    h = self.worker_backend.make_handle(index, f"cjm-{self.worker_type}-{index if slot is not None else 'spare'}",
-                                        self.get_worker_entry_point(), self._on_message, self._on_worker_exit)
-    h.commands = asyncio.Semaphore(cfg.response_queue_size)
-    if slot is not None: slot.handle = h
-    else: self._spares.append(h)
-    init = WorkerRequest(WorkerRequestType.INIT, {'plugin_configs': self._plugin_configs,
+    return WorkerRequest(WorkerRequestType.INIT, {'plugin_configs': self._plugin_configs,
                          'parent_poll_interval': cfg.result_monitor_poll_interval_seconds, 'idle_spin': cfg.idle_spin_seconds,
                          'heartbeat_interval': cfg.heartbeat_interval_seconds, 'log_tail_lines': cfg.log_tail_lines,
                          'max_stream_parts': cfg.result_queue_size}, request_id=new_request_id())
-    try: await h.start(init)
-    except Exception as e:
-        log.error("%s worker could not be started: %s", self.worker_type, describe_error(e))
-        if slot is None: self._spares.remove(h)
-        else: slot.handle = None
-        if not self._ready_once: self._fail_start(f"worker could not be started: {describe_error(e)}")
-        elif slot is not None: self._give_up(slot, f"worker could not be started: {describe_error(e)}")
-        return
-    if self.resource_manager is not None: self._call_rm('register_worker', h.pid, self.worker_type)
-    if self.lifecycle.stopping:  # shut down while it was spawning
-        h.kill('shutdown')
-        return
-    try: await asyncio.wait_for(asyncio.shield(h.ready), cfg.worker_start_timeout_seconds)
-    except asyncio.TimeoutError:
-        h.intended = ExitCause.start_failed(f"worker did not become ready within {cfg.worker_start_timeout_seconds} s", 'start_timeout')
-        h.kill("start_timeout")
-        await h.exited
 
 @patch
 def _call_rm(self:BaseJobManager, method, *args, **kw):
@@ -359,37 +334,19 @@ def _call_rm(self:BaseJobManager, method, *args, **kw):
     except Exception: log.exception("resource manager %s failed", method)
 
 @patch
-def _on_ready(self:BaseJobManager, h:WorkerHandle, data:Dict[str, Any]):
-    h.state = "idle"
-    self._ready_once = True
-    h.plugins, h.loaded = data.get('plugins', {}), set(data.get('loaded', ()))
+def _worker_ready(self:BaseJobManager, h:WorkerHandle):
+    "The pool says a worker is ready: learn its plugins; jobs may go to it."
     self._plugin_info.update(h.plugins)
-    if not h.ready.done(): h.ready.set_result(True)
     if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle')
-    if h.slot < 0:  # a spare: ready, and given no job until it takes the place of a lost worker
-        if self._wants_events(): self._emit('worker_started', {'pid': h.pid, 'slot': None, 'spare': True, 'restarts': 0, 'loaded': sorted(h.loaded)})
-        return
-    slot = self._slots[h.slot]
-    if self._wants_events():
-        self._emit('worker_restarted' if slot.restarts else 'worker_started',
-                   {'pid': h.pid, 'slot': slot.index, 'restarts': slot.restarts, 'loaded': sorted(h.loaded)})
-    self._dispatch()
+    if h.slot >= 0: self._dispatch()
 
 @patch
-def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
+def _worker_lost(self:BaseJobManager, h:WorkerHandle, cause:ExitCause) -> tuple:
+    "The pool says a worker ended: end or retry its job. Returns (its job or None, whether the job caused the death)."
     cfg = self.worker_config
-    if h in self._spares: self._spares.remove(h)
-    if h in self._retiring: self._retiring.remove(h)
-    slot = self._slots[h.slot] if h.slot >= 0 else None
-    if slot is not None and slot.handle is h: slot.handle = None
     stop = h.stop  # its job was asked to stop (cancel, time limit, shutdown), if it was
     if stop is not None: stop.cancel_timer()
-    never_ready = not h.ready.done()
-    if never_ready: h.ready.set_result(False)
-    cause = exit_cause(h.intended or (ExitCause.stopped() if h.state == "stopping" else None), code)
-    reason = cause.message
     k = cause.reason if cause.kind is ExitKind.KILLED else None  # why the manager killed it
-    if self.resource_manager is not None: self._call_rm('unregister_worker', h.pid)
     job = self.jobs.get(h.current_job_id) if h.current_job_id else None
     # the death is its job's doing unless the manager killed it to stop the job or the manager itself is stopping
     job_death = (job is not None and not job.is_terminal and not self.lifecycle.stopping
@@ -400,41 +357,24 @@ def _on_worker_exit(self:BaseJobManager, h:WorkerHandle, code:Optional[int]):
         if k == 'cancel': error, status = f"cancelled: {how}", CANCELLED
         elif k == 'timeout': error, status = f"{why}; {how}", FAILED
         elif k == 'shutdown' or self.lifecycle.stopping: error, status = why or "cancelled: the manager shut down", CANCELLED
-        else: error, status = reason, FAILED
+        else: error, status = cause.message, FAILED
         self._end_attempt(job, h.pid, error)
         if status == FAILED and k not in ('timeout',) and job.retry_on_worker_death and self._retries_left(job):
             self._retry(job, error, h)
         else: self._finish(job, status, error=error)
     h.current_job_id = None
     self._job_left(h)
-    if self._wants_events():
-        self._emit('worker_died', {'pid': h.pid, 'slot': h.slot if slot is not None else None, 'exitcode': code, 'reason': reason,
-                                   'deliberate': cause.deliberate or h.killed, 'cause': cause.kind.value})
-    if self.lifecycle.stopping or self.broken_reason: return
-    if never_ready and not self._ready_once:  # no worker of this manager ever started: the next would fail the same way
-        self._fail_start(cause.detail if cause.kind is ExitKind.START_FAILED else reason)
-        return
-    if job_death: self._note_plugin_death(job.plugin_id, reason)
-    if cause.kind is ExitKind.RETIRED:  # recycled: its replacement starts now that it has gone (unless a spare took over)
-        if slot is not None and slot.handle is None and slot.timer is None and not slot.given_up:
-            if not self._take_spare(slot): self._spawn_task(self._spawn(slot))
-        return
-    if slot is None:  # a spare: replace it, unless spares cannot even start
-        if h.plugins: self._spawn_task(self._spawn(None))
-        return
-    stopped_its_job = k in ('cancel', 'timeout')  # killing a worker to stop its job is no failure of the worker
-    log.log(logging.INFO if stopped_its_job else logging.WARNING, "%s worker %s: %s", self.worker_type, h.pid, reason)
-    stable = bool(h.started_monotonic is not None and h.plugins and time.monotonic() - h.started_monotonic >= cfg.restart_reset_seconds)
-    restart, delay, reason = after_exit(cfg, slot, reason, stopped_its_job, failed_start=never_ready or (h.jobs_done == 0 and job is None),
-                                        stable=stable)  # managers.pool: the restart policy
-    if restart:
-        if self._take_spare(slot):
-            slot.restarts += 1
-            self.restart_count += 1
-            self.last_restart_time = time.time()
-        else: slot.timer = self._loop.call_later(delay, self._restart, slot)
-    else: self._give_up(slot, reason)
-    self._dispatch()
+    return job, job_death
+
+@patch
+def _pool_broken(self:BaseJobManager, reason:str):
+    "The pool says no worker can run jobs any more: fail what waits, refuse new jobs."
+    self.lifecycle.break_down(reason)
+    log.error("%s manager is broken: %s", self.worker_type, reason)
+    for job_id in self._queue.job_ids() + list(self._retry_timers):
+        self._drop_queued(job_id)
+        self._finish(self.jobs[job_id], FAILED, error=reason)
+    if self._wants_events(): self._emit('manager_broken', {'reason': reason})
 
 @patch
 def _note_plugin_death(self:BaseJobManager, plugin_id:str, reason:str):
@@ -465,115 +405,6 @@ def _check_crash_loop(self:BaseJobManager, plugin_id:str):
     raise PluginCrashLoopError(f"plugin {plugin_id!r} is cooling down until {c['until']}: its last {c['deaths']} jobs killed their "
                                f"workers within {self.worker_config.crash_loop_window_seconds:g} s (last: {c['reason']})")
 
-@patch
-def _take_spare(self:BaseJobManager, slot:Slot) -> bool:
-    "Put a ready spare worker in `slot` (and start a new spare). False if no spare is ready."
-    spare = next((h for h in self._spares if h.state == "idle"), None)
-    if spare is None or self.lifecycle.stopping: return False
-    self._spares.remove(spare)
-    spare.slot, slot.handle = slot.index, spare
-    self._spawn_task(self._spawn(None))
-    if self._wants_events():
-        self._emit('worker_restarted', {'pid': spare.pid, 'slot': slot.index, 'restarts': slot.restarts + 1,
-                                        'loaded': sorted(spare.loaded), 'spare': True})
-    self._dispatch()
-    return True
-
-@patch
-def _maybe_recycle(self:BaseJobManager, h:WorkerHandle):
-    "Replace an idle worker that has run `max_jobs_per_worker` jobs or grown past `max_worker_memory_mb`."
-    cfg = self.worker_config
-    if h.state != "idle" or h.slot < 0 or self.lifecycle.stopping: return
-    if cfg.max_jobs_per_worker and h.jobs_done >= cfg.max_jobs_per_worker:
-        reason = f"ran {h.jobs_done} jobs (max_jobs_per_worker={cfg.max_jobs_per_worker})"
-    elif cfg.max_worker_memory_mb and h.rss_mb is not None and h.rss_mb > cfg.max_worker_memory_mb:
-        reason = f"uses {h.rss_mb:.0f} MB (max_worker_memory_mb={cfg.max_worker_memory_mb:g})"
-    else: return
-    slot = self._slots[h.slot]
-    h.state, h.intended = "stopping", ExitCause.retired(reason)
-    if slot.handle is h: slot.handle = None
-    self._retiring.append(h)
-    self.recycled_count += 1
-    log.info("%s worker %s replaced: %s", self.worker_type, h.pid, reason)
-    if self._wants_events(): self._emit('worker_recycled', {'pid': h.pid, 'slot': slot.index, 'reason': reason})
-    h.send(WorkerRequest(WorkerRequestType.STOP, {}))
-    h.stop_timer = self._loop.call_later(cfg.shutdown_timeout_seconds, lambda: h.alive and h.kill('recycle'))
-    self._take_spare(slot)  # else a new worker starts once this one has exited: never two big processes at once
-
-@patch
-def _kill_busy(self:BaseJobManager, h:WorkerHandle, reason:str, why:str):
-    "Kill a worker because of how its process behaves; `why` becomes its job's error."
-    log.warning("%s worker %s: %s", self.worker_type, h.pid, why)
-    h.kill(reason, why)
-
-def _monitor(ref:weakref.ref, stop:threading.Event, interval:float):
-    "A thread: every `interval` s, sample the manager's workers (blocking /proc reads) and hand the figures to its loop."
-    # a thread rather than a loop timer: a pending timer makes every turn of the event loop arm a kernel timer,
-    # which costs microseconds on every job; a weak reference, so the thread never keeps a manager alive
-    while not stop.wait(interval):
-        m = ref()
-        if m is None: return
-        try: samples = m.worker_backend.sample(m._handles())
-        except Exception:
-            log.exception("sampling %s workers failed", m.worker_type)
-            continue
-        try: m._loop.call_soon_threadsafe(m._on_samples, samples)
-        except RuntimeError: return  # the loop is closed
-        del m
-
-@patch
-def _on_samples(self:BaseJobManager, samples:dict):
-    "On the loop: record the samples, and act on heartbeats and memory limits."
-    cfg = self.worker_config
-    now = time.monotonic()
-    for h in self._handles():
-        smp = samples.get(h.pid)
-        if smp is not None: h.rss_mb, h.cpu_percent = smp.rss_mb, smp.cpu_percent
-        if not h.alive or h.intended is not None or self.lifecycle.stopping: continue
-        if h.state == "busy" and h.current_job_id:
-            if cfg.max_worker_memory_hard_mb and smp is not None and smp.rss_mb > cfg.max_worker_memory_hard_mb:
-                self._kill_busy(h, 'memory', f"its worker used {smp.rss_mb:.0f} MB, over max_worker_memory_hard_mb="
-                                             f"{cfg.max_worker_memory_hard_mb:g}, and was killed")
-            elif cfg.heartbeat_timeout_seconds and now - max(h.last_heard, h.busy_since) > cfg.heartbeat_timeout_seconds:
-                self._kill_busy(h, 'unresponsive', f"unresponsive: its worker sent no heartbeat for "
-                                                   f"{cfg.heartbeat_timeout_seconds:g} s and was killed")
-        elif h.state == "idle": self._maybe_recycle(h)
-
-@patch
-def _restart(self:BaseJobManager, slot:Slot):
-    slot.timer = None
-    if self.lifecycle.stopping: return
-    slot.restarts += 1
-    self.restart_count += 1
-    self.last_restart_time = time.time()
-    self._spawn_task(self._spawn(slot))
-
-@patch
-def _fail_start(self:BaseJobManager, error:str):
-    "The first workers cannot start: say so (`WorkerStartError`, `health()`), fail what waits, start no more workers."
-    if not self.lifecycle.fail_start(error): return
-    log.error("%s worker could not start: %s", self.worker_type, error)
-    for h in self._handles(): h.kill('start_failed')  # the other first workers would fail the same way
-    for slot in self._slots:
-        if not slot.given_up: self._give_up(slot, f"worker could not start: {error}")
-
-@patch
-def _give_up(self:BaseJobManager, slot:Slot, reason:str):
-    slot.given_up = reason
-    if all(s.given_up for s in self._slots):
-        self.lifecycle.break_down(f"no worker can run jobs: {reason}")
-        log.error("%s manager is broken: %s", self.worker_type, self.broken_reason)
-        for job_id in self._queue.job_ids() + list(self._retry_timers):
-            self._drop_queued(job_id)
-            self._finish(self.jobs[job_id], FAILED, error=self.broken_reason)
-        if self._wants_events(): self._emit('manager_broken', {'reason': self.broken_reason})
-
-@patch
-def _handles(self:BaseJobManager) -> List[WorkerHandle]:
-    "Every live worker process: in slots, spares, and recycled ones still exiting."
-    return [s.handle for s in self._slots if s.handle is not None and s.handle.alive] + \
-           [h for h in self._spares + self._retiring if h.alive]
-
 # %% ../../nbs/09_base.ipynb #52c0c3d1
 _UNSET = object()
 
@@ -596,7 +427,7 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
     size = self.worker_config.request_queue_size
     if size and len(self._queue) >= size:
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
-    if not self._ready_once or self._loop is not asyncio.get_running_loop():
+    if not self.pool.ready_once or self._loop is not asyncio.get_running_loop():
         await self.start()  # the first job waits for the first workers: one that cannot start raises WorkerStartError here
     if self.crash_loops: self._check_crash_loop(plugin_id)
     name = self._plugin_name(plugin_id)
@@ -686,15 +517,11 @@ def _drop_queued(self:BaseJobManager, job_id:str) -> bool:
     return self._queue.remove(job_id) is not None
 
 @patch
-def _idle_handles(self:BaseJobManager) -> list:
-    return [s.handle for s in self._slots if s.handle is not None and s.handle.state == "idle"]
-
-@patch
 def _dispatch(self:BaseJobManager):
     "Hand waiting jobs to idle workers: best job first among those whose resources are free."
     q = self._queue
     while q.waiting:
-        idle = [s.handle for s in self._slots if s.handle is not None and s.handle.state == "idle"]
+        idle = self.pool.idle()
         if not idle: return
         taken = q.pop_best(self.resource_pool.available if self.resource_pool is not None else None)
         if taken is None: return  # everything waiting needs a resource that is taken
@@ -732,7 +559,7 @@ def _send_when_durable(self:BaseJobManager, h:WorkerHandle, job:BaseJob, payload
 @patch
 def _best_startable(self:BaseJobManager):
     "The queue key of the best job that could start now (an idle worker, its resources free), for a shared pool."
-    if not self._idle_handles(): return None
+    if not self.pool.idle(): return None
     entry = self._queue.best(self.resource_pool.available)
     return None if entry is None else entry[0]
 
@@ -797,7 +624,7 @@ def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
                 if self._wants_events():
                     self._emit('progress', {'job_id': job.id, 'progress': job.progress, 'status_message': job.status_message})
             if self._journal is not None: self._journal.job(job)
-        elif rt is WorkerResponseType.READY: self._on_ready(h, d)
+        elif rt is WorkerResponseType.READY: self.pool.on_ready(h, d)
         elif rt in (WorkerResponseType.RESPONSE, WorkerResponseType.STATE):
             if 'loaded' in d: h.loaded = set(d['loaded'])
             fut = h.replies.pop(msg.request_id, None)
@@ -896,7 +723,7 @@ def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
     else: h.current = None
     if cur is not None and cur.payload.__class__ is list and (job is None or job.is_terminal):
         drop_gradually(cur.payload)  # a big request's chunks (no retry will send them again): freed a few per turn
-    if self._recycles: self._maybe_recycle(h)
+    if self._recycles: self.pool.maybe_recycle(h)
     self._dispatch()
 
 @patch
@@ -1015,9 +842,7 @@ def get_job_result(self:BaseJobManager, job_id:str) -> Optional[Dict[str, Any]]:
 @patch(as_prop=True)
 def worker_process(self:BaseJobManager):
     "A live worker's process (`pid`, `is_alive()`), as the reference library's single worker; None while no worker runs."
-    live = [s.handle for s in self._slots if s.handle is not None and s.handle.alive and s.handle.process is not None]
-    ready = [h for h in live if h.state in ("idle", "busy")]
-    return (ready or live)[0].process if (ready or live) else None
+    return self.pool.process()
 
 @patch
 def clear_completed_jobs(self:BaseJobManager) -> int:
@@ -1057,7 +882,7 @@ async def retry_job(self:BaseJobManager, job_id:str) -> JobType:
 # %% ../../nbs/09_base.ipynb #1f4f10fe
 @patch
 def _handle_of(self:BaseJobManager, job_id:str) -> Optional[WorkerHandle]:
-    return next((h for h in self._handles() if h.current_job_id == job_id), None)
+    return next((h for h in self.pool.handles() if h.current_job_id == job_id), None)
 
 @patch
 def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,
@@ -1127,7 +952,7 @@ async def _command(self:BaseJobManager, h:WorkerHandle, rtype:WorkerRequestType,
 @patch
 async def _command_all(self:BaseJobManager, rtype, data, timeout) -> list:
     "Send a command to every running worker; [(handle, succeeded)]."
-    handles = [h for h in self._handles() if h.state in ("idle", "busy")]
+    handles = [h for h in self.pool.handles() if h.state in ("idle", "busy")]
     results = await asyncio.gather(*(self._command(h, rtype, data, timeout) for h in handles))
     return list(zip(handles, results))
 
@@ -1156,9 +981,7 @@ async def unload_plugin(self:BaseJobManager, plugin_name:str) -> bool:
 def _stop_workers_and_cancel(self:BaseJobManager, reason:str):
     "From now on no worker starts or restarts; cancel every queued and running job."
     self.lifecycle.stop_workers()
-    for s in self._slots:
-        if s.timer is not None: s.timer.cancel(); s.timer = None
-    if self._monitor_stop is not None: self._monitor_stop.set()
+    self.pool.stop_restarts()
     self._cancel_everything(reason)
 
 @patch
@@ -1169,7 +992,7 @@ def _cancel_everything(self:BaseJobManager, reason:str):
         # with a journal, a job still waiting at shutdown stays pending there: the next manager on it runs it
         if self._journal is not None: self._journal.keep_waiting(self.jobs[job_id])
     grace = min(self.worker_config.cancel_grace_seconds, self.worker_config.shutdown_timeout_seconds)
-    for h in self._handles():
+    for h in self.pool.handles():
         if h.current_job_id: self._request_stop(h, h.current_job_id, grace, 'shutdown', reason)
 
 @patch
@@ -1198,12 +1021,12 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
                 _, late = await asyncio.wait([self._spawn_task(self.wait_for_job(j.id)) for j in open_jobs], timeout=timeout)
                 if late: reason = f"cancelled: the manager shut down ({timeout:g} s drain timeout)"
         self._stop_workers_and_cancel(reason)
-        seen.update(self._handles())
-        busy = [h.current_job_id for h in self._handles() if h.current_job_id]
+        seen.update(self.pool.handles())
+        busy = [h.current_job_id for h in self.pool.handles() if h.current_job_id]
         if busy:  # cancelled jobs end by themselves or by their kill timers
             await asyncio.wait([self._spawn_task(self.wait_for_job(j)) for j in busy],
                                timeout=min(cfg.cancel_grace_seconds, cfg.shutdown_timeout_seconds) + 2)
-        handles = self._handles()
+        handles = self.pool.handles()
         seen.update(handles)
         for h in handles:
             h.state = "stopping"
@@ -1229,12 +1052,8 @@ def _shutdown_now(self:BaseJobManager):
     "Shutdown without an event loop to wait in: kill the workers now (bounded) and cancel every open job."
     self.lifecycle.close()
     self.lifecycle.stop_workers()
-    if self._monitor_stop is not None: self._monitor_stop.set()
-    for s in self._slots:
-        if s.timer is not None:
-            try: s.timer.cancel()
-            except Exception: pass
-    handles = [s.handle for s in self._slots if s.handle is not None] + self._spares + self._retiring
+    self.pool.stop_restarts()
+    handles = self.pool.every_handle()
     for h in handles:
         h.kill('shutdown')
         try: h.close()
@@ -1256,24 +1075,13 @@ def _shutdown_now(self:BaseJobManager):
 @patch(as_prop=True)
 def state(self:BaseJobManager) -> WorkerState:
     "The manager's lifecycle state."
-    return self.lifecycle.state(any(s.handle is not None and s.handle.state in ("idle", "busy") for s in self._slots))
-
-@patch
-def _worker_health(self:BaseJobManager, h:WorkerHandle, now:float) -> Dict[str, Any]:
-    slot = self._slots[h.slot] if h.slot >= 0 else None
-    return {'slot': h.slot if slot is not None else None, 'spare': slot is None, 'pid': h.pid, 'state': handle_state(h).value,
-            'current_job': h.current_job_id, 'loaded_plugins': sorted(h.loaded),
-            'uptime_seconds': round(now - h.started_monotonic, 3) if h.started_monotonic else None,
-            'jobs_done': h.jobs_done, 'cpu_percent': h.cpu_percent,
-            'rss_mb': None if h.rss_mb is None else round(h.rss_mb, 1),
-            'restarts': slot.restarts if slot is not None else 0, 'node': h.node,
-            'retiring': h.intended.detail if h.intended is not None and h.intended.kind is ExitKind.RETIRED else None}
+    return self.lifecycle.state(self.pool.any_running())
 
 @patch
 def health(self:BaseJobManager) -> Dict[str, Any]:
     "A snapshot of the manager and its workers (see above); cheap and non-blocking."
     now = time.monotonic()
-    handles = self._handles()
+    handles = self.pool.handles()
     ready = {}
     for h in handles:
         if h.slot >= 0 and h.state in ("idle", "busy"):
@@ -1283,12 +1091,12 @@ def health(self:BaseJobManager) -> Dict[str, Any]:
     running = sum(1 for h in handles if h.current_job_id)
     return {'worker_type': self.worker_type, 'state': self.state.value, 'broken_reason': self.broken_reason,
             'queued': len(self._queue), 'waiting_to_retry': len(self._retry_timers), 'running': running,
-            'restarts': self.restart_count, 'recycled': self.recycled_count,
+            'restarts': self.pool.restart_count, 'recycled': self.pool.recycled_count,
             'resources': self.resource_pool.usage() if self.resource_pool is not None else {},
             'journal': self._journal.status() if self._journal is not None else None, 'start_error': self.start_error,
             'crash_loops': {p: {k: v for k, v in c.items() if k != 'until_epoch'} for p, c in self.crash_loops.items()
                             if c['until_epoch'] > time.time()},
-            'workers': [self._worker_health(h, now) for h in handles], 'plugins': plugins}
+            'workers': [self.pool.worker_health(h, now) for h in handles], 'plugins': plugins}
 
 # %% ../../nbs/09_base.ipynb #ee60c54c
 @patch

@@ -26,7 +26,7 @@ class ResourcePool:
                 raise ValueError(f"resource limit {k!r} must be an int >= 1, got {v!r}")
         self.limits: Dict[str, int] = dict(limits)
         self.in_use: Dict[str, int] = {k: 0 for k in limits}
-        self._managers: "weakref.WeakSet" = weakref.WeakSet()
+        self._takers: list = []  # (weak startable, weak dispatch) of each manager sharing the pool
 
     def check(self, needs:Mapping[str, int]) -> Optional[str]:
         "Why a job with these needs could never run here, or None."
@@ -49,10 +49,15 @@ class ResourcePool:
         "Give slots back and offer them to the managers waiting for them, best waiting job first."
         if not needs: return
         for k, v in needs: self.in_use[k] = max(0, self.in_use[k] - v)
-        offers = [(key, m) for m in list(self._managers) if (key := m._best_startable()) is not None]
-        for _, m in sorted(offers, key=lambda o: o[0]): m._dispatch()
+        self._takers = [t for t in self._takers if t[0]() is not None]  # managers that are gone
+        offers = [(key, t[1]) for t in self._takers if (key := t[0]()()) is not None]
+        for _, dispatch in sorted(offers, key=lambda o: o[0]):
+            d = dispatch()
+            if d is not None: d()
 
-    def _attach(self, manager) -> None: self._managers.add(manager)
+    def attach(self, startable:Callable[[], Optional[tuple]], dispatch:Callable[[], None]) -> None:
+        "Offer freed slots to a manager: `startable()` is the queue key of its best job that could start now (or None), `dispatch()` starts what it can. Held weakly (bound methods)."
+        self._takers.append((weakref.WeakMethod(startable), weakref.WeakMethod(dispatch)))
 
     def usage(self) -> Dict[str, Dict[str, int]]:
         return {k: {'limit': self.limits[k], 'in_use': self.in_use[k]} for k in self.limits}
