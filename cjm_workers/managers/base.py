@@ -54,6 +54,7 @@ from ..core.worker import describe_error
 from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol,
                                               ResourceManagerProtocol, plugin_meta_id, plugin_meta_name)
 from .health import WorkerState, handle_state
+from .durable import Durable, row_record
 from .journal import Journal
 from .lifecycle import Lifecycle
 from ..backends.base import ExitCause, ExitKind, WorkerBackend, WorkerHandle, exit_cause
@@ -121,8 +122,7 @@ class BaseJobManager(ABC, Generic[JobType]):
         self.job_store: Optional[JobStore] = open_store(job_store)
         if durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
         self.durable_start = bool(durable_start)
-        self._journal: Optional[Journal] = None
-        self._store_opening = None             # the task opening the store and recovering its jobs
+        self.durable = Durable(worker_type, self.job_store, self.worker_config) if self.job_store is not None else None  # managers.durable
         self.jobs: Dict[str, BaseJob] = {}
         self.worker_backend: WorkerBackend = worker_backend if worker_backend is not None else LocalBackend()
         if not isinstance(self.worker_backend, WorkerBackend):
@@ -236,6 +236,12 @@ class BaseJobManager(ABC, Generic[JobType]):
         await self.event_broadcaster.broadcast(event_type, data)
 
     @property
+    def _journal(self) -> Optional[Journal]:
+        "The journal while it writes (the store is open), else None."
+        d = self.durable
+        return None if d is None else d.journal
+
+    @property
     def restart_count(self) -> int:
         "Worker restarts since the manager started."
         return self.pool.restart_count
@@ -306,7 +312,7 @@ async def _launch(self:BaseJobManager) -> list:
 async def start(self:BaseJobManager) -> 'BaseJobManager':
     "Start the workers and wait until each is ready (or has failed); raise if none can run jobs (`WorkerStartError` if none ever started)."
     self._check_accepting()
-    if self.job_store is not None: await self._open_store()  # StoreError here: a bad journal fails at start
+    if self.durable is not None: await self.durable.open(self._recover)  # StoreError here: a bad journal fails at start
     tasks = await self._launch()
     if tasks: await asyncio.gather(*tasks)
     self._check_accepting()
@@ -817,8 +823,8 @@ async def stream_job(self:BaseJobManager, job_id:str) -> AsyncIterator[str]:
 def get_job(self:BaseJobManager, job_id:str) -> Optional[JobType]:
     "Get a job by ID: from memory, else (finished jobs of earlier runs) from the journal, output included."
     job = self.jobs.get(job_id)
-    if job is None and self._journal is not None:
-        row = self.job_store.get(self.worker_type, job_id)  # one indexed row: a fraction of a millisecond
+    if job is None and self.durable is not None:
+        row = self.durable.get(job_id)  # one indexed row: a fraction of a millisecond
         if row is not None: job = self._job_from_row(row)
     return job
 
@@ -1044,7 +1050,7 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
         self.lifecycle.finish(forced=any(h.killed for h in seen))
         self._sink.close()  # the pump delivers what is queued, then ends
     if self._sink.pump_task is not None: await asyncio.wait([self._sink.pump_task], timeout=cfg.shutdown_timeout_seconds)
-    await self._close_store()
+    if self.durable is not None: await self.durable.close()
     self.worker_backend.close()
 
 @patch
@@ -1065,10 +1071,7 @@ def _shutdown_now(self:BaseJobManager):
             try: self._finish(j, CANCELLED, error="cancelled: the manager shut down", journal=j.id not in waiting)
             except RuntimeError: j.status, j.error = CANCELLED, "cancelled: the manager shut down"
             if j.id in waiting and self._journal is not None: self._journal.keep_waiting(j)
-    journal, self._journal = self._journal, None
-    if journal is not None:  # no loop to wait in: write what is left here, bounded
-        journal.stop(self.worker_config.shutdown_timeout_seconds)
-        self.job_store.close(self.worker_type)
+    if self.durable is not None: self.durable.close_now()  # no loop to wait in: write what is left here, bounded
     self.worker_backend.close()
 
 # %% ../../nbs/09_base.ipynb #6f65ac77
@@ -1100,29 +1103,6 @@ def health(self:BaseJobManager) -> Dict[str, Any]:
 
 # %% ../../nbs/09_base.ipynb #ee60c54c
 @patch
-async def _open_store(self:BaseJobManager):
-    "Open the store and recover its jobs, once; every caller waits for (and shares the outcome of) that one try."
-    if self._journal is not None: return
-    if self._store_opening is None: self._store_opening = asyncio.ensure_future(self._open_store_now())
-    await asyncio.shield(self._store_opening)
-
-@patch
-async def _open_store_now(self:BaseJobManager):
-    cfg, owner = self.worker_config, self.worker_type
-    await asyncio.to_thread(self.job_store.open, owner)
-    try: rows = await asyncio.to_thread(self.job_store.open_jobs, owner)
-    except BaseException:
-        await asyncio.to_thread(self.job_store.close, owner)
-        raise
-    journal = Journal(self.job_store, owner, cfg.journal_flush_seconds, cfg.journal_output_cap_chars,
-                      cfg.journal_retention_seconds, cfg.journal_max_jobs)
-    journal.start()
-    self._journal = journal
-    recovered = [self._recover(r) for r in rows]
-    if rows: log.info("%s: recovered %d waiting and %d interrupted jobs from the journal", self.worker_type,
-                      recovered.count(PENDING), recovered.count(INTERRUPTED))
-
-@patch
 def restore_job(self:BaseJobManager, record:Dict[str, Any], job_class:Optional[str]) -> BaseJob:
     "Rebuild a job from its journaled fields; by default as its recorded class if importable (else `BaseJob`)."
     cls = BaseJob
@@ -1141,9 +1121,7 @@ def restore_job(self:BaseJobManager, record:Dict[str, Any], job_class:Optional[s
 
 @patch
 def _job_from_row(self:BaseJobManager, row:Dict[str, Any]) -> BaseJob:
-    record = {f: row[f] for f in JOB_COLUMNS if f in row}
-    record.update(json.loads(row['record'] or '{}'))  # records written before the columns were left out repeat them
-    job = self.restore_job(record, row.get('job_class'))
+    job = self.restore_job(row_record(row), row.get('job_class'))
     if row.get('output'): job.output_chunks = [row['output']]
     return job
 
@@ -1181,8 +1159,7 @@ def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
 @patch
 async def flush_journal(self:BaseJobManager, timeout:float=10.0) -> bool:
     "Wait until every transition so far is written to the journal; False if that took longer than `timeout`."
-    if self._journal is None: return True
-    return await asyncio.to_thread(self._journal.flush().wait, timeout)
+    return True if self.durable is None else await self.durable.flush(timeout)
 
 @patch
 async def job_history(self:BaseJobManager, status:Union[str, List[str], None]=None, plugin_id:Optional[str]=None,
@@ -1191,23 +1168,12 @@ async def job_history(self:BaseJobManager, status:Union[str, List[str], None]=No
     "Jobs newest first (or longest run first: `order='duration'`), filtered by status, plugin, owner and creation time (ISO, `since` <= t < `until`): {'jobs', 'total'}."
     if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     statuses = [status] if isinstance(status, str) else list(status or [])
-    if self._journal is None:
+    if self.durable is None or self._journal is None:
         found = [j for j in reversed(list(self.jobs.values())) if (not statuses or j.status in statuses)
                  and (plugin_id is None or j.plugin_id == plugin_id) and (since is None or j.created_at >= since)
                  and (until is None or j.created_at < until) and (owner is None or j.owner == owner)]
         if order == 'duration':  # longest first, unfinished last; stable, so newest first among equals
             found.sort(key=lambda j: longest_first(run_seconds(j.started_at, j.completed_at)))
         return {'jobs': found[offset:offset + limit], 'total': len(found)}
-    await self.flush_journal()
-    extra = {k: v for k, v in (('job_owner', owner), ('order', order)) if v not in (None, 'created')}  # stores written before these take none
-    rows, total = await asyncio.to_thread(self.job_store.list, self.worker_type, statuses, plugin_id, since, until, limit, offset, **extra)
+    rows, total = await self.durable.history(statuses, plugin_id, since, until, limit, offset, owner, order)
     return {'jobs': [self.jobs.get(r['id']) or self._job_from_row(r) for r in rows], 'total': total}
-
-@patch
-async def _close_store(self:BaseJobManager):
-    "Write what is left and release the store (end of shutdown)."
-    j, self._journal = self._journal, None
-    if j is None: return
-    if not await asyncio.to_thread(j.stop, self.worker_config.shutdown_timeout_seconds):
-        log.error("%s: the journal did not finish writing within %s s", self.worker_type, self.worker_config.shutdown_timeout_seconds)
-    await asyncio.to_thread(self.job_store.close, self.worker_type)
