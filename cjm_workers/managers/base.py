@@ -15,12 +15,12 @@ __all__ = ['log', 'BaseJobManager', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED',
 #  start_job(plugin, …) ─▶ create_job ─▶ validate params ─▶ Execution (core.jobs)
 #                              │                              │
 #                              │            JobQueue (managers.scheduling): priority, FIFO, resources
-#                              │                              │ _dispatch: an idle worker, its plugin loaded first
+#                              │                              │ Runs.dispatch: an idle worker, its plugin loaded first
 #                              ▼                              ▼
 #                        Journal thread ◀── transitions ── handle.send_bytes ══ pipe ══▶ core.worker: the plugin runs
 #                        (managers.journal,                   (backends.local)              │ progress, log lines,
 #                         core.store: SQLite)                                                │ stream chunks, result
-#                                                             _on_message ◀══ pipe ═════════┘
+#                                                       Runs.on_message ◀══ pipe ═══════════┘
 #                                                                  │ job fields change; StopRequest (managers.runs)
 #                                                                  │ on cancel / time limit; ExitCause on a death
 #                                                                  ▼
@@ -60,7 +60,7 @@ from .lifecycle import Lifecycle
 from ..backends.base import ExitCause, ExitKind, WorkerBackend, WorkerHandle, exit_cause
 from ..backends.local import LocalBackend
 from .pool import WorkerPool
-from .runs import StopRequest
+from .runs import Runs, StopRequest
 from ..core.payloads import drop_gradually, frames, is_big, split_async
 from .scheduling import JobQueue, ResourcePool, needs_key
 
@@ -118,7 +118,6 @@ class BaseJobManager(ABC, Generic[JobType]):
         self.declared_plugins: Optional[frozenset] = None if plugins is None else frozenset(plugins)
         self.plugin_parameters = dict(plugin_parameters or {})
         for spec in self.plugin_parameters.values(): check_param_spec(spec)
-        if self.resource_pool is not None: self.resource_pool.attach(self._best_startable, self._dispatch)
         self.job_store: Optional[JobStore] = open_store(job_store)
         if durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
         self.durable_start = bool(durable_start)
@@ -131,7 +130,9 @@ class BaseJobManager(ABC, Generic[JobType]):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.pool = WorkerPool(self)           # the workers: slots, spares, restarts, the monitor (managers.pool)
         self._queue = JobQueue()               # waiting jobs -> (plugin_name, pickled execute request)
-        self._retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
+        self.runs = Runs(self)                 # dispatch, results, stops, time limits, retries (managers.runs)
+        self._on_message = self.runs.on_message  # what workers' messages go to (an attribute: one call per message)
+        if self.resource_pool is not None: self.resource_pool.attach(self.runs.best_startable, self.runs.dispatch)
         self._done_waiters: Dict[str, List[asyncio.Future]] = {}
         self._chunk_waiters: Dict[str, asyncio.Future] = {}
         self._plugin_configs: Dict[str, Dict[str, Any]] = {}  # plugin name -> the configuration workers load it with
@@ -344,40 +345,14 @@ def _worker_ready(self:BaseJobManager, h:WorkerHandle):
     "The pool says a worker is ready: learn its plugins; jobs may go to it."
     self._plugin_info.update(h.plugins)
     if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle')
-    if h.slot >= 0: self._dispatch()
-
-@patch
-def _worker_lost(self:BaseJobManager, h:WorkerHandle, cause:ExitCause) -> tuple:
-    "The pool says a worker ended: end or retry its job. Returns (its job or None, whether the job caused the death)."
-    cfg = self.worker_config
-    stop = h.stop  # its job was asked to stop (cancel, time limit, shutdown), if it was
-    if stop is not None: stop.cancel_timer()
-    k = cause.reason if cause.kind is ExitKind.KILLED else None  # why the manager killed it
-    job = self.jobs.get(h.current_job_id) if h.current_job_id else None
-    # the death is its job's doing unless the manager killed it to stop the job or the manager itself is stopping
-    job_death = (job is not None and not job.is_terminal and not self.lifecycle.stopping
-                 and k not in ('cancel', 'timeout', 'shutdown', 'start_failed'))
-    if job is not None and not job.is_terminal:
-        how = (stop or StopRequest(k or 'cancel')).how_killed(cfg.cancel_grace_seconds)
-        why = stop.why if stop is not None else None
-        if k == 'cancel': error, status = f"cancelled: {how}", CANCELLED
-        elif k == 'timeout': error, status = f"{why}; {how}", FAILED
-        elif k == 'shutdown' or self.lifecycle.stopping: error, status = why or "cancelled: the manager shut down", CANCELLED
-        else: error, status = cause.message, FAILED
-        self._end_attempt(job, h.pid, error)
-        if status == FAILED and k not in ('timeout',) and job.retry_on_worker_death and self._retries_left(job):
-            self._retry(job, error, h)
-        else: self._finish(job, status, error=error)
-    h.current_job_id = None
-    self._job_left(h)
-    return job, job_death
+    if h.slot >= 0: self.runs.dispatch()
 
 @patch
 def _pool_broken(self:BaseJobManager, reason:str):
     "The pool says no worker can run jobs any more: fail what waits, refuse new jobs."
     self.lifecycle.break_down(reason)
     log.error("%s manager is broken: %s", self.worker_type, reason)
-    for job_id in self._queue.job_ids() + list(self._retry_timers):
+    for job_id in self._queue.job_ids() + list(self.runs.retry_timers):
         self._drop_queued(job_id)
         self._finish(self.jobs[job_id], FAILED, error=reason)
     if self._wants_events(): self._emit('manager_broken', {'reason': reason})
@@ -491,7 +466,7 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
     self._queue.push(job.id, request, job.priority, needs)
     if self._journal is not None: self._journal.job(job, request)
     self._emit_job('queued', job)
-    self._dispatch()
+    self.runs.dispatch()
     return job
 
 @patch
@@ -523,76 +498,20 @@ def _drop_queued(self:BaseJobManager, job_id:str) -> bool:
     return self._queue.remove(job_id) is not None
 
 @patch
-def _dispatch(self:BaseJobManager):
-    "Hand waiting jobs to idle workers: best job first among those whose resources are free."
-    q = self._queue
-    while q.waiting:
-        idle = self.pool.idle()
-        if not idle: return
-        taken = q.pop_best(self.resource_pool.available if self.resource_pool is not None else None)
-        if taken is None: return  # everything waiting needs a resource that is taken
-        job_id, request, needs = taken
-        name, payload = request.plugin_name, request.payload
-        if needs: self.resource_pool.acquire(needs)
-        h = idle[0]
-        if name not in h.loaded:
-            for w in idle:
-                if name in w.loaded:
-                    h = w
-                    break
-        # the job is the worker's current one from now until its result or the worker's end
-        job = self.jobs[job_id]
-        h.state, h.current_job_id, h.current = "busy", job_id, request
-        h.busy_since = time.monotonic()
-        job.worker_pid = h.pid
-        job.attempt += 1
-        limit = job.time_limit if job.time_limit is not None else self.worker_config.job_time_limit_seconds
-        if limit: h.limit_timer = self._loop.call_later(limit, self._time_out, h, job_id, limit)
-        if job.durable_start or (self.durable_start and job.durable_start is None):
-            job.durable_start = True  # recorded with the job: recovery must know how it was handed over
-            self._send_when_durable(h, job, payload)
-        elif payload.__class__ is list: h.send_frames(payload)  # a big message (core.payloads)
-        else: h.send_bytes(payload)
-
-@patch
-def _send_when_durable(self:BaseJobManager, h:WorkerHandle, job:BaseJob, payload:bytes):
-    "Hand a `durable_start` job to its worker once the journal has committed it as running (a group commit, at once)."
-    loop = self._loop
-    def send():  # on the loop: the worker may have died, or taken another job, meanwhile
-        if h.current_job_id == job.id and h.alive: h.send_frames(payload) if payload.__class__ is list else h.send_bytes(payload)
-    self._journal.dispatched(job, lambda: loop.call_soon_threadsafe(send))
-
-@patch
-def _best_startable(self:BaseJobManager):
-    "The queue key of the best job that could start now (an idle worker, its resources free), for a shared pool."
-    if not self.pool.idle(): return None
-    entry = self._queue.best(self.resource_pool.available)
-    return None if entry is None else entry[0]
-
-@patch
-def _job_left(self:BaseJobManager, h:WorkerHandle) -> None:
-    "The worker's current job is over (result, death or kill): stop its timer and free what it held."
-    if h.limit_timer is not None:
-        h.limit_timer.cancel()
-        h.limit_timer = None
-    needs, h.current = (h.current.needs if h.current else ()), None
-    if needs: self.resource_pool.release(needs)
-
-@patch
 def set_job_priority(self:BaseJobManager, job_id:str, priority:int) -> bool:
     "Change a waiting job's priority. False if the job is not waiting (running, finished or unknown)."
     if isinstance(priority, bool) or not isinstance(priority, int): raise ValueError(f"priority must be an int, got {priority!r}")
     if not self._queue.set_priority(job_id, priority): return False
     self.jobs[job_id].priority = priority
     if self._journal is not None: self._journal.job(self.jobs[job_id])
-    self._dispatch()
+    self.runs.dispatch()
     return True
 
 @patch
 def move_job_to_front(self:BaseJobManager, job_id:str) -> bool:
     "Make a waiting job the next to run. False if the job is not waiting."
     if not self._queue.move_to_front(job_id): return False
-    self._dispatch()
+    self.runs.dispatch()
     return True
 
 @patch
@@ -602,162 +521,6 @@ def queued_job_ids(self:BaseJobManager) -> List[str]:
 
 # %% ../../nbs/09_base.ipynb #fe284b8f
 @patch
-def _on_message(self:BaseJobManager, h:WorkerHandle, msg):
-    t = type(msg)
-    if t is WorkerStreamChunk:
-        job = self._current(h, msg.job_id)
-        if job is None: return
-        job.output_chunks.append(msg.chunk)
-        if self._journal is not None: self._journal.job(job)
-        self._wake_streams(job.id)
-        if self._wants_events(): self._emit('chunk', {'job_id': job.id, 'chunk': msg.chunk})
-    elif t is WorkerResult: self._on_result(h, msg)
-    elif t is WorkerResponse:
-        rt, d = msg.type, msg.data
-        if rt is WorkerResponseType.STARTED:
-            job = self._current(h, d['job_id'])
-            if job is not None: self._mark_started(h, job, d['started_at'])
-        elif rt is WorkerResponseType.PROGRESS:
-            job = self._current(h, d['job_id'])
-            if job is None: return
-            lines = d.get('log')
-            if lines:  # a new list each time: the journal's thread may be reading the old one
-                job.log_tail = (job.log_tail + lines)[-self.worker_config.log_tail_lines:]
-                if self._wants_events(): self._emit('log', {'job_id': job.id, 'lines': lines})
-            if 'progress' in d:
-                if d['progress'] is not None: job.progress = d['progress']
-                if d['message'] is not None: job.status_message = d['message']
-                if self._wants_events():
-                    self._emit('progress', {'job_id': job.id, 'progress': job.progress, 'status_message': job.status_message})
-            if self._journal is not None: self._journal.job(job)
-        elif rt is WorkerResponseType.READY: self.pool.on_ready(h, d)
-        elif rt in (WorkerResponseType.RESPONSE, WorkerResponseType.STATE):
-            if 'loaded' in d: h.loaded = set(d['loaded'])
-            fut = h.replies.pop(msg.request_id, None)
-            if fut is not None and not fut.done(): fut.set_result(d)  # an unmatched (late) reply is dropped
-        elif rt is WorkerResponseType.CANCELLING:
-            # the cancel reached the running job; a job that cannot notice it (plain sync code that never looked at its
-            # cancellation state) would only use up the grace period: its worker is killed now
-            stop = h.stop
-            if not d.get('can_stop') and h.current_job_id == d.get('job_id') and stop is not None and h.alive and h.intended is None:
-                stop.blind = True
-                h.kill(stop.reason)
-        elif rt is WorkerResponseType.ERROR:
-            if h.intended is None: h.intended = ExitCause.start_failed(d.get('error'))
-            log.error("%s worker %s failed: %s\n%s", self.worker_type, h.pid, d.get('error'), d.get('traceback', ''))
-
-@patch
-def _mark_started(self:BaseJobManager, h:WorkerHandle, job:BaseJob, started_at:float, journal:bool=True):
-    "The worker began the job at `started_at` (epoch seconds); `journal=False` when the caller journals the job next."
-    if job.status != PENDING: return
-    job.status, job.worker_pid = RUNNING, h.pid
-    job.started_at = utc_iso(started_at)
-    if self.resource_manager is not None:
-        cfg = self._plugin_configs.get(self._plugin_name(job.plugin_id), {})
-        self._call_rm('update_worker_state', h.pid, status='running', job_id=job.id,
-                      plugin_name=self._plugin_name(job.plugin_id), plugin_id=job.plugin_id,
-                      loaded_plugin_resource=self._extract_plugin_resource_identifier(cfg), config=cfg)
-    if journal and self._journal is not None: self._journal.job(job)
-    self._emit_job('started', job)
-
-@patch
-def _current(self:BaseJobManager, h:WorkerHandle, job_id:str) -> Optional[BaseJob]:
-    "The job if it is this worker's current, unfinished job; messages about anything else are late."
-    if h.current_job_id != job_id: return None
-    job = self.jobs.get(job_id)
-    return None if job is None or job.is_terminal else job
-
-@patch
-def _end_attempt(self:BaseJobManager, job:BaseJob, pid:Optional[int], error:Optional[str]=None, kind:Optional[str]=None):
-    "Record how the current attempt ended: one record per attempt."
-    job.attempts.append({'attempt': job.attempt, 'worker_pid': pid, 'started_at': job.started_at,
-                             'ended_at': utc_now_iso(), 'error': error, 'kind': kind})
-
-@patch
-def _retries_left(self:BaseJobManager, job:BaseJob) -> bool:
-    limit = job.max_retries if job.max_retries is not None else self.worker_config.max_retries
-    return job.attempt <= limit
-
-@patch
-def _on_result(self:BaseJobManager, h:WorkerHandle, r:WorkerResult):
-    if h.current_job_id != r.job_id: return
-    h.current_job_id = None
-    stop, h.stop = h.stop, None
-    if stop is not None: stop.cancel_timer()
-    if h.state == "busy": h.state = "idle"
-    h.jobs_done += 1
-    why, status_if_stopped, stop_reason = (stop.why, stop.status, stop.reason) if stop is not None else (None, CANCELLED, None)
-    job = self.jobs.get(r.job_id)
-    if self._plugin_deaths and job is not None: self._plugin_deaths.pop(job.plugin_id, None)  # its worker survived it
-    if job is not None and not job.is_terminal:
-        if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
-            self._mark_started(h, job, r.started_at, journal=False)
-        if stop_reason == 'cancel' and r.status != 'cancelled':
-            # cancel_job accepted the cancel, so the job ends cancelled whatever the plugin did next; a result is kept
-            if r.status == 'success':
-                try: job.result = self.extract_job_result(job, self._result_data(job, r))
-                except Exception: log.exception("extract_job_result failed for cancelled job %s", job.id)
-                error = "cancelled: the job finished before it could stop (its result is kept)"
-            else: error = f"cancelled (the plugin then failed: {r.error})"
-            self._end_attempt(job, h.pid, error)
-            self._finish(job, CANCELLED, error=error)
-        elif r.status == 'success':
-            if job.attempts or job.attempt > 1: self._end_attempt(job, h.pid)  # single attempts need no record
-            try: result, err = self.extract_job_result(job, self._result_data(job, r)), None
-            except Exception as e: result, err = None, f"extract_job_result failed: {describe_error(e)}"
-            if err: self._finish(job, FAILED, error=err)
-            else:
-                self._finish(job, COMPLETED, result=result)
-                try: self._on_job_completed(job.id)
-                except Exception: log.exception("_on_job_completed failed for %s", job.id)
-        elif r.status == 'cancelled':
-            error = (why if status_if_stopped == FAILED else f"{why} (the plugin stopped: {r.error})") if why else (r.error or "cancelled")
-            self._end_attempt(job, h.pid, error)
-            self._finish(job, status_if_stopped, error=error)
-        else:
-            kind = (r.data or {}).get('kind')
-            job.traceback = (r.data or {}).get('traceback')
-            self._end_attempt(job, h.pid, r.error, kind)
-            if kind == 'transient' and self._retries_left(job): self._retry(job, r.error or "transient error", h)
-            elif kind == 'transient':
-                self._finish(job, FAILED, error=f"{r.error} (gave up after {job.attempt} attempts)")
-            else: self._finish(job, FAILED, error=r.error or "failed")
-    # job_id='' (not None): resource managers such as cjm-fasthtml-resources' skip None, which would leave the old job shown
-    if self.resource_manager is not None: self._call_rm('update_worker_state', h.pid, status='idle', job_id='')
-    cur = h.current
-    if h.limit_timer is not None or (cur and cur.needs): self._job_left(h)
-    else: h.current = None
-    if cur is not None and cur.payload.__class__ is list and (job is None or job.is_terminal):
-        drop_gradually(cur.payload)  # a big request's chunks (no retry will send them again): freed a few per turn
-    if self._recycles: self.pool.maybe_recycle(h)
-    self._dispatch()
-
-@patch
-def _result_data(self:BaseJobManager, job:BaseJob, r:WorkerResult) -> Dict[str, Any]:
-    "What `extract_job_result` gets: the worker's result data; for a streamed job, with the whole output as 'text'."
-    data = r.data or {}
-    return {**data, 'text': job.output} if data.get('streamed') else data
-
-@patch
-def _retry(self:BaseJobManager, job:BaseJob, error:str, h:Optional[WorkerHandle]):
-    "Put a job back after a failed attempt, once its backoff delay has passed."
-    request = h.current
-    delay = self.worker_config.retry_delay(job.attempt)
-    job.status, job.worker_pid, job.progress = PENDING, None, None
-    job.status_message = f"attempt {job.attempt} failed: {error}; retrying in {delay:g} s"
-    if job.output_chunks: job.output_chunks = []  # the next attempt streams its own output from the start
-    def requeue():
-        self._retry_timers.pop(job.id, None)
-        if job.is_terminal: return
-        self._queue.push(job.id, request, job.priority, request.needs)
-        self._dispatch()
-    self._retry_timers[job.id] = self._loop.call_later(delay, requeue)
-    if self._journal is not None: self._journal.job(job)
-    if self._wants_events():
-        self._emit('retrying', {'job_id': job.id, 'attempt': job.attempt, 'delay': delay, 'error': error,
-                                'status': job.status, 'status_message': job.status_message})
-
-@patch
 def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Optional[str]=None, journal:bool=True) -> bool:
     "Move a job to a final state (once: final states never change) and tell everyone waiting."
     if job.is_terminal: return False
@@ -765,8 +528,8 @@ def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Opt
     if result is not None: job.result = result
     if error is not None: job.error = error
     if journal and self._journal is not None: self._journal.job(job)
-    if self._retry_timers:
-        t = self._retry_timers.pop(job.id, None)
+    if self.runs.retry_timers:
+        t = self.runs.retry_timers.pop(job.id, None)
         if t is not None: t.cancel()
     for fut in self._done_waiters.pop(job.id, ()):
         if not fut.done(): fut.set_result(job)
@@ -887,32 +650,6 @@ async def retry_job(self:BaseJobManager, job_id:str) -> JobType:
 
 # %% ../../nbs/09_base.ipynb #1f4f10fe
 @patch
-def _handle_of(self:BaseJobManager, job_id:str) -> Optional[WorkerHandle]:
-    return next((h for h in self.pool.handles() if h.current_job_id == job_id), None)
-
-@patch
-def _request_stop(self:BaseJobManager, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,
-                  status:str=CANCELLED):
-    "Ask the worker to stop its job; kill it after `grace` seconds. `why` (if given) becomes the job's error."
-    if h.stop is not None:  # already asked; a cancel overrides a time limit's stop (the job then ends cancelled)
-        h.stop.escalate(reason, why, status)
-        return
-    stop = h.stop = StopRequest(reason, why, status)
-    h.send_control(WorkerRequest(WorkerRequestType.CANCEL, {'job_id': job_id}))
-    def kill():
-        stop.timer = None
-        if h.current_job_id == job_id and h.alive: h.kill(stop.reason)
-    stop.timer = self._loop.call_later(grace, kill)
-
-@patch
-def _time_out(self:BaseJobManager, h:WorkerHandle, job_id:str, limit:float):
-    "A job's time limit expired: ask it to stop, kill its worker after the grace period; it ends `failed`."
-    h.limit_timer = None
-    if h.current_job_id != job_id or not h.alive: return
-    log.warning("%s job %s timed out after %g s", self.worker_type, job_id, limit)
-    self._request_stop(h, job_id, self.worker_config.cancel_grace_seconds, 'timeout', f"timed out after {limit:g} s", FAILED)
-
-@patch
 async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
     "Cancel a job: True once it has ended `cancelled`, False if it was unknown or had already finished."
     job = self.jobs.get(job_id)
@@ -920,17 +657,17 @@ async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
     if self._drop_queued(job_id):
         self._finish(job, CANCELLED, error="cancelled before it started")
         return True
-    if job_id in self._retry_timers:
+    if job_id in self.runs.retry_timers:
         self._finish(job, CANCELLED, error=f"cancelled while waiting to retry (after attempt {job.attempt})")
         return True
-    h = self._handle_of(job_id)
+    h = self.runs.handle_of(job_id)
     if h is None:  # no worker has it (e.g. it was lost with one): nothing runs it
         self._finish(job, CANCELLED, error="cancelled")
         return True
     # accepted: from here the job ends `cancelled`, however its plugin reacts (the cancel ladder: see the module text)
     if job.cancel_requested_at is None:
         job.cancel_requested_at = utc_now_iso()
-        self._request_stop(h, job_id, self.worker_config.cancel_grace_seconds, 'cancel')
+        self.runs.request_stop(h, job_id, self.worker_config.cancel_grace_seconds, 'cancel')
         if self._journal is not None: self._journal.job(job)
         self._emit_job('cancelling', job)
     try: await self.wait_for_job(job_id, self.worker_config.cancel_grace_seconds + 30)
@@ -992,14 +729,14 @@ def _stop_workers_and_cancel(self:BaseJobManager, reason:str):
 
 @patch
 def _cancel_everything(self:BaseJobManager, reason:str):
-    for job_id in self._queue.job_ids() + list(self._retry_timers):
+    for job_id in self._queue.job_ids() + list(self.runs.retry_timers):
         self._drop_queued(job_id)
         self._finish(self.jobs[job_id], CANCELLED, error=reason, journal=False)
         # with a journal, a job still waiting at shutdown stays pending there: the next manager on it runs it
         if self._journal is not None: self._journal.keep_waiting(self.jobs[job_id])
     grace = min(self.worker_config.cancel_grace_seconds, self.worker_config.shutdown_timeout_seconds)
     for h in self.pool.handles():
-        if h.current_job_id: self._request_stop(h, h.current_job_id, grace, 'shutdown', reason)
+        if h.current_job_id: self.runs.request_stop(h, h.current_job_id, grace, 'shutdown', reason)
 
 @patch
 def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None):
@@ -1065,7 +802,7 @@ def _shutdown_now(self:BaseJobManager):
         try: h.close()
         except Exception: pass
     self.lifecycle.finish(forced=bool(handles))
-    waiting = set(self._queue.job_ids()) | set(self._retry_timers)
+    waiting = set(self._queue.job_ids()) | set(self.runs.retry_timers)
     for j in self.jobs.values():
         if not j.is_terminal:
             try: self._finish(j, CANCELLED, error="cancelled: the manager shut down", journal=j.id not in waiting)
@@ -1093,7 +830,7 @@ def health(self:BaseJobManager) -> Dict[str, Any]:
                for name, info in sorted(self._plugin_info.items())}
     running = sum(1 for h in handles if h.current_job_id)
     return {'worker_type': self.worker_type, 'state': self.state.value, 'broken_reason': self.broken_reason,
-            'queued': len(self._queue), 'waiting_to_retry': len(self._retry_timers), 'running': running,
+            'queued': len(self._queue), 'waiting_to_retry': len(self.runs.retry_timers), 'running': running,
             'restarts': self.pool.restart_count, 'recycled': self.pool.recycled_count,
             'resources': self.resource_pool.usage() if self.resource_pool is not None else {},
             'journal': self._journal.status() if self._journal is not None else None, 'start_error': self.start_error,
@@ -1136,7 +873,7 @@ def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
         self._finish(job, INTERRUPTED, error="interrupted: the app stopped after the job was handed to a worker "
                                              "(durable_start: it is not run again)")
         return INTERRUPTED
-    if was_running and not (job.retry_on_worker_death and self._retries_left(job)):
+    if was_running and not (job.retry_on_worker_death and self.runs.retries_left(job)):
         self._finish(job, INTERRUPTED, error="interrupted: the app stopped while the job was running")
         return INTERRUPTED
     if row['payload'] is None:
@@ -1148,7 +885,7 @@ def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
     if err:
         self._finish(job, FAILED, error=f"cannot run after the restart: {err}")
         return FAILED
-    if was_running: self._end_attempt(job, job.worker_pid, "interrupted: the app stopped while the job was running")
+    if was_running: self.runs.end_attempt(job, job.worker_pid, "interrupted: the app stopped while the job was running")
     job.status, job.worker_pid, job.progress = PENDING, None, None
     needs = needs_key(needs)
     self._queue.push(job.id, Execution(row['plugin_name'], row['payload'], needs), job.priority, needs)

@@ -145,7 +145,7 @@ class WorkerPool:
         reason = cause.message
         k = cause.reason if cause.kind is ExitKind.KILLED else None  # why the manager killed it
         if o.resource_manager is not None: o._call_rm('unregister_worker', h.pid)
-        job, job_death = o._worker_lost(h, cause)
+        job, job_death = o.runs.worker_lost(h, cause)
         ev = o._sink
         if ev.wanted:
             ev.emit('worker_died', {'pid': h.pid, 'slot': h.slot if slot is not None else None, 'exitcode': code, 'reason': reason,
@@ -171,7 +171,7 @@ class WorkerPool:
             if self.take_spare(slot): self._count_restart(slot)
             else: slot.timer = asyncio.get_running_loop().call_later(delay, self.restart, slot)
         else: self.give_up(slot, reason)
-        o._dispatch()
+        o.runs.dispatch()
 
     def _count_restart(self, slot:Slot):
         slot.restarts += 1
@@ -196,7 +196,7 @@ class WorkerPool:
         if ev.wanted:
             ev.emit('worker_restarted', {'pid': spare.pid, 'slot': slot.index, 'restarts': slot.restarts + 1,
                                          'loaded': sorted(spare.loaded), 'spare': True})
-        self.owner._dispatch()
+        self.owner.runs.dispatch()
         return True
 
     def fail_start(self, error:str):
