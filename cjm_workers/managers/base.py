@@ -59,6 +59,7 @@ from .journal import Journal
 from .lifecycle import Lifecycle
 from ..backends.base import ExitCause, ExitKind, WorkerBackend, WorkerHandle, exit_cause
 from ..backends.local import LocalBackend
+from .plugins import CrashLoops, read_registry
 from .pool import WorkerPool
 from .runs import Runs, StopRequest
 from ..core.payloads import drop_gradually, frames, is_big, split_async
@@ -139,8 +140,7 @@ class BaseJobManager(ABC, Generic[JobType]):
         self._plugin_ids: Dict[str, str] = {}   # plugin name -> its id in the registry
         self._plugin_info: Dict[str, Dict[str, Any]] = {}  # plugin name -> what a worker reported of it
         self._launching = None     # the task reading the registry before the first workers start
-        self._plugin_deaths: Dict[str, deque] = {}  # plugin id -> monotonic times of worker deaths its jobs caused, in a row
-        self.crash_loops: Dict[str, Dict[str, Any]] = {}  # plugin id -> its cool-down: {'until', 'deaths', 'reason'}
+        self._crash_loops = CrashLoops(self.worker_config)  # plugins whose jobs keep killing their workers (managers.plugins)
         self._tasks: set = set()
         self._shutdown_task = None
         self._sink = EventSink(worker_type, self.event_broadcaster)  # where events leave (core.events)
@@ -210,15 +210,7 @@ class BaseJobManager(ABC, Generic[JobType]):
 
     def _read_registry(self) -> tuple:
         "(plugin name -> saved configuration, plugin name -> registry id) for this manager's category (blocking: a registry reads files)."
-        if self.plugin_registry is None: return {}, {}
-        configs, ids = {}, {}
-        for p in self.plugin_registry.get_plugins_by_category(self.category):
-            pid, name = plugin_meta_id(p), plugin_meta_name(p)
-            if pid is None or name is None: continue
-            ids[name] = pid
-            config = self.plugin_registry.load_plugin_config(pid)
-            if config: configs[name] = dict(config)  # a plugin without a saved configuration loads when first used
-        return configs, ids
+        return read_registry(self.plugin_registry, self.category)
 
     def _known_plugin(self, plugin_id:str, name:str) -> Optional[bool]:
         "Whether this manager can run `plugin_id` (None while it cannot tell: no registry, no list, no worker yet)."
@@ -241,6 +233,11 @@ class BaseJobManager(ABC, Generic[JobType]):
         "The journal while it writes (the store is open), else None."
         d = self.durable
         return None if d is None else d.journal
+
+    @property
+    def crash_loops(self) -> Dict[str, Dict[str, Any]]:
+        "Plugin id -> its crash-loop cool-down ({'until', 'deaths', 'reason', …}) while its new jobs are refused."
+        return self._crash_loops.active
 
     @property
     def restart_count(self) -> int:
@@ -360,31 +357,12 @@ def _pool_broken(self:BaseJobManager, reason:str):
 @patch
 def _note_plugin_death(self:BaseJobManager, plugin_id:str, reason:str):
     "A job of this plugin killed its worker; `crash_loop_deaths` of them in a row within the window start a cool-down."
+    c = self._crash_loops.death(plugin_id, reason)
+    if c is None: return
     cfg = self.worker_config
-    if not cfg.crash_loop_deaths: return
-    now = time.monotonic()
-    deaths = self._plugin_deaths.setdefault(plugin_id, deque())
-    deaths.append(now)
-    while now - deaths[0] > cfg.crash_loop_window_seconds: deaths.popleft()
-    if len(deaths) < cfg.crash_loop_deaths: return
-    del self._plugin_deaths[plugin_id]
-    until = time.time() + cfg.crash_loop_cooldown_seconds
-    loop_ = {'until': utc_iso(until), 'until_epoch': until, 'deaths': cfg.crash_loop_deaths, 'reason': reason}
-    self.crash_loops[plugin_id] = loop_
     log.error("%s: %d jobs of plugin %s killed their workers within %g s (last: %s); its new jobs are refused for %g s",
               self.worker_type, cfg.crash_loop_deaths, plugin_id, cfg.crash_loop_window_seconds, reason, cfg.crash_loop_cooldown_seconds)
-    if self._wants_events(): self._emit('plugin_crash_loop', {'plugin_id': plugin_id, **loop_})
-
-@patch
-def _check_crash_loop(self:BaseJobManager, plugin_id:str):
-    "Refuse a job of a plugin in its crash-loop cool-down (`PluginCrashLoopError`); forget cool-downs that are over."
-    c = self.crash_loops.get(plugin_id)
-    if c is None: return
-    if time.time() >= c['until_epoch']:
-        del self.crash_loops[plugin_id]
-        return
-    raise PluginCrashLoopError(f"plugin {plugin_id!r} is cooling down until {c['until']}: its last {c['deaths']} jobs killed their "
-                               f"workers within {self.worker_config.crash_loop_window_seconds:g} s (last: {c['reason']})")
+    if self._wants_events(): self._emit('plugin_crash_loop', {'plugin_id': plugin_id, **c})
 
 # %% ../../nbs/09_base.ipynb #52c0c3d1
 _UNSET = object()
@@ -410,7 +388,7 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
     if not self.pool.ready_once or self._loop is not asyncio.get_running_loop():
         await self.start()  # the first job waits for the first workers: one that cannot start raises WorkerStartError here
-    if self.crash_loops: self._check_crash_loop(plugin_id)
+    if self._crash_loops.active: self._crash_loops.check(plugin_id)
     name = self._plugin_name(plugin_id)
     known = self._known_plugin(plugin_id, name)
     if known is False: raise ValueError(f"plugin {plugin_id!r} not found: {self._plugins_text()}")
@@ -676,34 +654,10 @@ async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
 
 # %% ../../nbs/09_base.ipynb #d6677e62
 @patch
-async def _command(self:BaseJobManager, h:WorkerHandle, rtype:WorkerRequestType, data:Dict, timeout:float) -> bool:
-    rid = new_request_id()
-    try:
-        async with asyncio.timeout(timeout):
-            async with h.commands:
-                fut = h.replies[rid] = self._loop.create_future()
-                h.send(WorkerRequest(rtype, data, request_id=rid))
-                reply = await fut
-    except (TimeoutError, ConnectionError) as e:
-        h.replies.pop(rid, None)
-        log.warning("%s of %s on worker %s: no reply (%s)", rtype.value, data.get('plugin_name'), h.pid,
-                    "timed out" if isinstance(e, TimeoutError) else e)
-        return False
-    if not reply.get('success'): log.warning("%s of %s failed on worker %s: %s", rtype.value, data.get('plugin_name'), h.pid, reply.get('error'))
-    return bool(reply.get('success'))
-
-@patch
-async def _command_all(self:BaseJobManager, rtype, data, timeout) -> list:
-    "Send a command to every running worker; [(handle, succeeded)]."
-    handles = [h for h in self.pool.handles() if h.state in ("idle", "busy")]
-    results = await asyncio.gather(*(self._command(h, rtype, data, timeout) for h in handles))
-    return list(zip(handles, results))
-
-@patch
 async def reload_plugin(self:BaseJobManager, plugin_name:str, config:Dict[str, Any]) -> bool:
     "Reload a plugin with new configuration in every worker; True if all succeeded."
     self._plugin_configs[plugin_name] = config
-    done = await self._command_all(WorkerRequestType.RELOAD, {'plugin_name': plugin_name, 'config': config},
+    done = await self.pool.command_all(WorkerRequestType.RELOAD, {'plugin_name': plugin_name, 'config': config},
                                    self.worker_config.reload_timeout_seconds)
     if self.resource_manager is not None:  # at once: the resource manager shows what each worker now has loaded
         resource = self._extract_plugin_resource_identifier(config or {})
@@ -715,7 +669,7 @@ async def reload_plugin(self:BaseJobManager, plugin_name:str, config:Dict[str, A
 @patch
 async def unload_plugin(self:BaseJobManager, plugin_name:str) -> bool:
     "Unload a plugin from every worker to free resources; True if all succeeded."
-    done = await self._command_all(WorkerRequestType.UNLOAD, {'plugin_name': plugin_name},
+    done = await self.pool.command_all(WorkerRequestType.UNLOAD, {'plugin_name': plugin_name},
                                    self.worker_config.unload_timeout_seconds)
     return all(ok for _, ok in done)
 
@@ -834,8 +788,7 @@ def health(self:BaseJobManager) -> Dict[str, Any]:
             'restarts': self.pool.restart_count, 'recycled': self.pool.recycled_count,
             'resources': self.resource_pool.usage() if self.resource_pool is not None else {},
             'journal': self._journal.status() if self._journal is not None else None, 'start_error': self.start_error,
-            'crash_loops': {p: {k: v for k, v in c.items() if k != 'until_epoch'} for p, c in self.crash_loops.items()
-                            if c['until_epoch'] > time.time()},
+            'crash_loops': self._crash_loops.report(),
             'workers': [self.pool.worker_health(h, now) for h in handles], 'plugins': plugins}
 
 # %% ../../nbs/09_base.ipynb #ee60c54c

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from ..backends.base import ExitCause, ExitKind, exit_cause
 from ..core.config import RestartPolicy, WorkerConfig
-from ..core.protocol import WorkerRequest, WorkerRequestType
+from ..core.protocol import WorkerRequest, WorkerRequestType, new_request_id
 from ..core.worker import describe_error
 from .health import handle_state
 
@@ -262,6 +262,30 @@ class WorkerPool:
                 except Exception: pass  # a shutdown without a loop: the loop may be closed
                 s.timer = None
         if self._monitor_stop is not None: self._monitor_stop.set()
+
+    # -- commands (reload, unload): one request per worker, answered by request id
+    async def command(self, h, rtype:WorkerRequestType, data:Dict, timeout:float) -> bool:
+        "Send `h` a command and wait (bounded) for its reply; True if it succeeded."
+        rid = new_request_id()
+        try:
+            async with asyncio.timeout(timeout):
+                async with h.commands:
+                    fut = h.replies[rid] = asyncio.get_running_loop().create_future()
+                    h.send(WorkerRequest(rtype, data, request_id=rid))
+                    reply = await fut
+        except (TimeoutError, ConnectionError) as e:
+            h.replies.pop(rid, None)
+            log.warning("%s of %s on worker %s: no reply (%s)", rtype.value, data.get('plugin_name'), h.pid,
+                        "timed out" if isinstance(e, TimeoutError) else e)
+            return False
+        if not reply.get('success'): log.warning("%s of %s failed on worker %s: %s", rtype.value, data.get('plugin_name'), h.pid, reply.get('error'))
+        return bool(reply.get('success'))
+
+    async def command_all(self, rtype:WorkerRequestType, data:Dict, timeout:float) -> list:
+        "Send a command to every running worker; [(handle, succeeded)]."
+        handles = [h for h in self.handles() if h.state in ("idle", "busy")]
+        results = await asyncio.gather(*(self.command(h, rtype, data, timeout) for h in handles))
+        return list(zip(handles, results))
 
     # -- views
     def handles(self) -> list:

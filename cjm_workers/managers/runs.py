@@ -191,7 +191,7 @@ class Runs:
         h.jobs_done += 1
         why, status_if_stopped, stop_reason = (stop.why, stop.status, stop.reason) if stop is not None else (None, CANCELLED, None)
         job = m.jobs.get(r.job_id)
-        if m._plugin_deaths and job is not None: m._plugin_deaths.pop(job.plugin_id, None)  # its worker survived it
+        if job is not None: m._crash_loops.survived(job.plugin_id)  # its worker survived it
         if job is not None and not job.is_terminal:
             if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
                 self.mark_started(h, job, r.started_at, journal=False)

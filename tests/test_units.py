@@ -1,0 +1,196 @@
+"""The manager's state machine without processes: a backend whose workers are objects the test drives by hand.
+
+They prove the worker-backend seam (`backends.base`): everything the manager does with a worker goes through these
+few methods, so a test can play the worker's part message by message (start, progress, result, a death) and check
+each transition, in milliseconds."""
+import asyncio, itertools, pickle, time
+import pytest
+
+from cjm_workers.backends.base import ExitCause, ExitKind, WorkerBackend
+from cjm_workers.core.config import RestartPolicy, WorkerConfig
+from cjm_workers.core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType, WorkerResult,
+                                       WorkerStreamChunk)
+from cjm_workers.demo.plugins import DemoJobManager
+from cjm_workers.managers.base import WorkerStartError
+
+PIDS = itertools.count(90_000)
+PLUGINS = {'echo': {'streaming': False}, 'generate_text': {'streaming': True}}
+
+
+class FakeWorker:
+    "A worker handle with no process: it records what the manager sends; the test answers for it."
+    def __init__(self, backend, slot, name, entry_point, on_message, on_exit):
+        self.backend, self.slot, self.name = backend, slot, name
+        self._on_message, self._on_exit = on_message, on_exit
+        self.state, self.pid, self.node, self.process = "init", None, "fake-node", None
+        self.intended, self.killed, self.exitcode = None, False, None
+        self.current_job_id = self.current = self.stop = self.limit_timer = self.stop_timer = None
+        self.loaded, self.plugins, self.replies = set(), {}, {}
+        self.started_monotonic, self.jobs_done, self.busy_since, self.last_heard = None, 0, 0.0, 0.0
+        self.rss_mb = self.cpu_percent = None
+        self.sent, self.controls = [], []
+        self.ready = self.exited = None
+
+    async def start(self, init):
+        loop = asyncio.get_running_loop()
+        self.ready, self.exited = loop.create_future(), loop.create_future()
+        self.pid, self.state, self.started_monotonic = next(PIDS), "starting", time.monotonic()
+        self.init = init
+        self.backend.started.append(self)
+        if self.backend.fail_start: loop.call_soon(self.say, WorkerResponseType.ERROR, {'error': 'no GPU found'}); loop.call_soon(self.die, 1)
+        else: loop.call_soon(self.say, WorkerResponseType.READY, {'plugins': PLUGINS, 'loaded': []})
+
+    @property
+    def alive(self): return self.state not in ("init", "dead")
+
+    def send(self, msg):
+        self.sent.append(msg)
+        if msg.type is WorkerRequestType.STOP and self.backend.obey_stop: asyncio.get_running_loop().call_soon(self.die, 0)
+    def send_bytes(self, data): self.sent.append(pickle.loads(data))
+    def send_frames(self, datas): raise AssertionError("no big messages here")
+    def send_control(self, msg): self.controls.append(msg)
+    def kill(self, reason, why=None):
+        if self.intended is None: self.intended = ExitCause.killed(reason, why)
+        self.killed = True
+        self.die(-9)
+    def kill_now(self): self.die(-9)
+    def close(self): pass
+
+    # the test plays the worker
+    def say(self, rtype, data, request_id=None): self._on_message(self, WorkerResponse(rtype, data, request_id=request_id))
+    def execute(self) -> WorkerRequest:
+        "The last execute request the manager sent."
+        return next(m for m in reversed(self.sent) if m.type is WorkerRequestType.EXECUTE)
+    def die(self, code):
+        if self.state == "dead": return
+        self.state, self.exitcode = "dead", code
+        if not self.exited.done(): self.exited.set_result(code)
+        asyncio.get_running_loop().call_soon(self._on_exit, self, code)
+
+
+class FakeBackend:
+    def __init__(self, fail_start=False, obey_stop=True):
+        self.started, self.fail_start, self.closed, self.obey_stop = [], fail_start, False, obey_stop
+    def make_handle(self, slot, name, entry_point, on_message, on_exit): return FakeWorker(self, slot, name, entry_point, on_message, on_exit)
+    def sample(self, handles): return {}
+    def close(self): self.closed = True
+
+
+@pytest.fixture
+async def fake():
+    "A started DemoJobManager on a FakeBackend (one worker unless given), shut down at the end."
+    made = []
+    async def make(backend=None, **config):
+        backend = backend or FakeBackend()
+        m = DemoJobManager(worker_config=WorkerConfig(**{'max_workers': 1, **config}), worker_backend=backend)
+        made.append(m)
+        await asyncio.wait_for(m.start(), 5)
+        return m, backend
+    try: yield make
+    finally:
+        for m in made: await asyncio.wait_for(m.shutdown(), 10)
+
+
+def test_the_fake_backend_fits_the_seam(): assert isinstance(FakeBackend(), WorkerBackend)
+
+
+async def test_a_job_moves_through_its_states_as_the_worker_reports(fake):
+    m, b = await fake()
+    w = b.started[0]
+    assert w.state == "idle" and m.health()['workers'][0]['node'] == "fake-node"
+    job = await m.start_job('echo', text='hi')
+    req = w.execute()
+    assert req.data == {'job_id': job.id, 'plugin_name': 'echo', 'params': {'text': 'hi'}, 'stream': True}
+    assert job.status == 'pending' and w.state == "busy" and job.attempt == 1  # handed over, not begun
+    w.say(WorkerResponseType.STARTED, {'job_id': job.id, 'started_at': time.time()})
+    assert job.status == 'running' and job.started_at
+    w.say(WorkerResponseType.PROGRESS, {'job_id': job.id, 'progress': 0.5, 'message': 'half'})
+    assert (job.progress, job.status_message) == (0.5, 'half')
+    w._on_message(w, WorkerResult(job.id, 'success', data={'text': 'hi'}))
+    assert job.status == 'completed' and job.result == {'text': 'hi'} and w.state == "idle" and w.jobs_done == 1
+    w._on_message(w, WorkerResult(job.id, 'error', error='late'))  # a late message changes nothing
+    assert job.status == 'completed' and job.error is None
+
+
+async def test_jobs_wait_in_priority_order_for_the_one_worker(fake):
+    m, b = await fake(cancel_grace_seconds=0.05)
+    w = b.started[0]
+    first = await m.start_job('echo', text='1')
+    low, high = await m.start_job('echo', text='low'), await m.start_job('echo', text='high', priority=5)
+    assert m.queued_job_ids() == [high.id, low.id]
+    w._on_message(w, WorkerResult(first.id, 'success', data={}))
+    assert w.execute().data['job_id'] == high.id  # the next hand-over is the best waiting job
+
+
+async def test_a_cancel_of_a_plugin_that_cannot_notice_it_kills_its_worker_at_once(fake):
+    m, b = await fake(cancel_grace_seconds=30)
+    w = b.started[0]
+    job = await m.start_job('echo', text='x')
+    w.say(WorkerResponseType.STARTED, {'job_id': job.id, 'started_at': time.time()})
+    cancel = asyncio.ensure_future(m.cancel_job(job.id))
+    await asyncio.sleep(0)
+    assert [c.type for c in w.controls] == [WorkerRequestType.CANCEL] and w.stop.reason == 'cancel'
+    w.say(WorkerResponseType.CANCELLING, {'job_id': job.id, 'can_stop': False})
+    assert await asyncio.wait_for(cancel, 5) is True
+    assert job.status == 'cancelled' and "does not check for cancellation" in job.error
+    assert w.intended.kind is ExitKind.KILLED and w.intended.reason == 'cancel'
+    await asyncio.sleep(0.01)
+    assert len(b.started) == 2 and m.restart_count == 1  # replaced at once: a kill to cancel is no failure of the worker
+
+
+async def test_a_time_limit_asks_then_kills_after_the_grace_period(fake):
+    m, b = await fake(cancel_grace_seconds=0.05)
+    w = b.started[0]
+    job = await m.start_job('echo', text='x', time_limit=0.05)
+    w.say(WorkerResponseType.STARTED, {'job_id': job.id, 'started_at': time.time()})
+    await asyncio.wait_for(m.wait_for_job(job.id), 5)
+    assert [c.type for c in w.controls] == [WorkerRequestType.CANCEL]
+    assert job.status == 'failed' and job.error.startswith("timed out after 0.05 s; the plugin did not stop within 0.05 s")
+
+
+async def test_a_worker_lost_mid_job_fails_the_job_and_its_slot_restarts(fake):
+    m, b = await fake(restart_policy=RestartPolicy.BACKOFF, restart_backoff_base_seconds=0.01)
+    w = b.started[0]
+    job = await m.start_job('echo', text='x')
+    w.say(WorkerResponseType.STARTED, {'job_id': job.id, 'started_at': time.time()})
+    w.die(-9)
+    await asyncio.wait_for(m.wait_for_job(job.id), 5)
+    assert job.status == 'failed' and 'SIGKILL' in job.error and 'OOM' in job.error
+    assert job.attempts[-1]['error'] == job.error
+    deadline = time.monotonic() + 5
+    while len(b.started) < 2 or b.started[1].state != "idle":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+    assert m.restart_count == 1 and m.pool.slots[0].deaths == 1 and m.pool.slots[0].failures == 0
+
+
+async def test_a_stream_arrives_in_order_and_ends_with_the_job(fake):
+    m, b = await fake()
+    w = b.started[0]
+    job = await m.start_job('generate_text', prompt='a', tokens=3)
+    got = []
+    async def read():
+        async for chunk in m.stream_job(job.id): got.append(chunk)
+    reader = asyncio.ensure_future(read())
+    w.say(WorkerResponseType.STARTED, {'job_id': job.id, 'started_at': time.time()})
+    for c in ('a', ' b', ' c'): w._on_message(w, WorkerStreamChunk(job.id, c))
+    w._on_message(w, WorkerResult(job.id, 'success', data={'streamed': True}))
+    await asyncio.wait_for(reader, 5)
+    assert got == ['a', ' b', ' c'] and job.result['text'] == 'a b c'
+
+
+async def test_workers_that_cannot_start_make_start_raise_and_the_backend_is_closed(fake):
+    b = FakeBackend(fail_start=True)
+    with pytest.raises(WorkerStartError, match="no GPU found"): await fake(backend=b)
+    assert len(b.started) == 1  # the next would fail the same way: no restarts
+
+
+async def test_shutdown_stops_idle_workers_and_closes_the_backend(fake):
+    m, b = await fake(backend=FakeBackend(obey_stop=False), shutdown_timeout_seconds=5)
+    w = b.started[0]
+    stopping = asyncio.ensure_future(m.shutdown())
+    await asyncio.sleep(0.01)
+    assert any(r.type is WorkerRequestType.STOP for r in w.sent)
+    w.die(0)  # it stops when asked
+    await asyncio.wait_for(stopping, 5)
+    assert b.closed and m.health()['state'] == 'STOPPED'
