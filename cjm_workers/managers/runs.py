@@ -111,13 +111,15 @@ class Runs:
     def on_message(self, h:WorkerHandle, msg):
         m = self.owner
         t = type(msg)
-        if t is WorkerStreamChunk:
-            job = self.current(h, msg.job_id)
-            if job is None: return
+        if t is WorkerStreamChunk:  # the hot path: attributes read directly, no helper calls
+            job = m.jobs.get(msg.job_id) if h.current_job_id == msg.job_id else None
+            if job is None or job.is_terminal: return
             job.output_chunks.append(msg.chunk)
-            if m._journal is not None: m._journal.job(job)
-            m._wake_streams(job.id)
-            if m._wants_events(): m._emit('chunk', {'job_id': job.id, 'chunk': msg.chunk})
+            d = m.durable
+            if d is not None and d.journal is not None: d.journal.job(job)
+            if m._chunk_waiters: m._wake_streams(job.id)
+            sink = m._sink
+            if sink.direct is None or sink.direct.has_subscribers: sink.emit('chunk', {'job_id': job.id, 'chunk': msg.chunk})
         elif t is WorkerResult: self.on_result(h, msg)
         elif t is WorkerResponse:
             rt, d = msg.type, msg.data
