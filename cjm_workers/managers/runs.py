@@ -89,16 +89,18 @@ class Runs:
 
     def best_startable(self):
         "The queue key of the best job that could start now (an idle worker, its resources free), for a shared pool."
-        if not self.owner.pool.idle(): return None
-        entry = self.owner._queue.best(self.owner.resource_pool.available)
+        m = self.owner
+        if not m.pool.idle(): return None
+        entry = m._queue.best(m.resource_pool.available)
         return None if entry is None else entry[0]
 
     def send_when_durable(self, h:WorkerHandle, job:BaseJob, payload:bytes):
         "Hand a `durable_start` job to its worker once the journal has committed it as running (a group commit, at once)."
-        loop = self.owner._loop
+        m = self.owner
+        loop = m._loop
         def send():  # on the loop: the worker may have died, or taken another job, meanwhile
             if h.current_job_id == job.id and h.alive: h.send_frames(payload) if payload.__class__ is list else h.send_bytes(payload)
-        self.owner._journal.dispatched(job, lambda: loop.call_soon_threadsafe(send))
+        m._journal.dispatched(job, lambda: loop.call_soon_threadsafe(send))
 
     def job_left(self, h:WorkerHandle) -> None:
         "The worker's current job is over (result, death or kill): stop its timer and free what it held."
@@ -163,16 +165,17 @@ class Runs:
 
     def mark_started(self, h:WorkerHandle, job:BaseJob, started_at:float, journal:bool=True):
         "The worker began the job at `started_at` (epoch seconds); `journal=False` when the caller journals the job next."
+        m = self.owner
         if job.status != PENDING: return
         job.status, job.worker_pid = RUNNING, h.pid
         job.started_at = utc_iso(started_at)
-        if self.owner.resource_manager is not None:
-            cfg = self.owner._plugin_configs.get(self.owner._plugin_name(job.plugin_id), {})
-            self.owner._call_rm('update_worker_state', h.pid, status='running', job_id=job.id,
-                          plugin_name=self.owner._plugin_name(job.plugin_id), plugin_id=job.plugin_id,
-                          loaded_plugin_resource=self.owner._extract_plugin_resource_identifier(cfg), config=cfg)
-        if journal and self.owner._journal is not None: self.owner._journal.job(job)
-        self.owner._emit_job('started', job)
+        if m.resource_manager is not None:
+            cfg = m._plugin_configs.get(m._plugin_name(job.plugin_id), {})
+            m._call_rm('update_worker_state', h.pid, status='running', job_id=job.id,
+                       plugin_name=m._plugin_name(job.plugin_id), plugin_id=job.plugin_id,
+                       loaded_plugin_resource=m._extract_plugin_resource_identifier(cfg), config=cfg)
+        if journal and m._journal is not None: m._journal.job(job)
+        m._emit_job('started', job)
 
     def end_attempt(self, job:BaseJob, pid:Optional[int], error:Optional[str]=None, kind:Optional[str]=None):
         "Record how the current attempt ended: one record per attempt."
@@ -244,20 +247,21 @@ class Runs:
 
     def retry(self, job:BaseJob, error:str, h:Optional[WorkerHandle]):
         "Put a job back after a failed attempt, once its backoff delay has passed."
+        m = self.owner
         request = h.current
-        delay = self.owner.worker_config.retry_delay(job.attempt)
+        delay = m.worker_config.retry_delay(job.attempt)
         job.status, job.worker_pid, job.progress = PENDING, None, None
         job.status_message = f"attempt {job.attempt} failed: {error}; retrying in {delay:g} s"
         if job.output_chunks: job.output_chunks = []  # the next attempt streams its own output from the start
         def requeue():
             self.retry_timers.pop(job.id, None)
             if job.is_terminal: return
-            self.owner._queue.push(job.id, request, job.priority, request.needs)
+            m._queue.push(job.id, request, job.priority, request.needs)
             self.dispatch()
-        self.retry_timers[job.id] = self.owner._loop.call_later(delay, requeue)
-        if self.owner._journal is not None: self.owner._journal.job(job)
-        if self.owner._wants_events():
-            self.owner._emit('retrying', {'job_id': job.id, 'attempt': job.attempt, 'delay': delay, 'error': error,
+        self.retry_timers[job.id] = m._loop.call_later(delay, requeue)
+        if m._journal is not None: m._journal.job(job)
+        if m._wants_events():
+            m._emit('retrying', {'job_id': job.id, 'attempt': job.attempt, 'delay': delay, 'error': error,
                                     'status': job.status, 'status_message': job.status_message})
 
     def handle_of(self, job_id:str) -> Optional[WorkerHandle]:
@@ -278,32 +282,34 @@ class Runs:
 
     def time_out(self, h:WorkerHandle, job_id:str, limit:float):
         "A job's time limit expired: ask it to stop, kill its worker after the grace period; it ends `failed`."
+        m = self.owner
         h.limit_timer = None
         if h.current_job_id != job_id or not h.alive: return
-        log.warning("%s job %s timed out after %g s", self.owner.worker_type, job_id, limit)
-        self.request_stop(h, job_id, self.owner.worker_config.cancel_grace_seconds, 'timeout', f"timed out after {limit:g} s", FAILED)
+        log.warning("%s job %s timed out after %g s", m.worker_type, job_id, limit)
+        self.request_stop(h, job_id, m.worker_config.cancel_grace_seconds, 'timeout', f"timed out after {limit:g} s", FAILED)
 
     def worker_lost(self, h:WorkerHandle, cause:ExitCause) -> tuple:
         "The pool says a worker ended: end or retry its job. Returns (its job or None, whether the job caused the death)."
-        cfg = self.owner.worker_config
+        m = self.owner
+        cfg = m.worker_config
         stop = h.stop  # its job was asked to stop (cancel, time limit, shutdown), if it was
         if stop is not None: stop.cancel_timer()
         k = cause.reason if cause.kind is ExitKind.KILLED else None  # why the manager killed it
-        job = self.owner.jobs.get(h.current_job_id) if h.current_job_id else None
+        job = m.jobs.get(h.current_job_id) if h.current_job_id else None
         # the death is its job's doing unless the manager killed it to stop the job or the manager itself is stopping
-        job_death = (job is not None and not job.is_terminal and not self.owner.lifecycle.stopping
+        job_death = (job is not None and not job.is_terminal and not m.lifecycle.stopping
                      and k not in ('cancel', 'timeout', 'shutdown', 'start_failed'))
         if job is not None and not job.is_terminal:
             how = (stop or StopRequest(k or 'cancel')).how_killed(cfg.cancel_grace_seconds)
             why = stop.why if stop is not None else None
             if k == 'cancel': error, status = f"cancelled: {how}", CANCELLED
             elif k == 'timeout': error, status = f"{why}; {how}", FAILED
-            elif k == 'shutdown' or self.owner.lifecycle.stopping: error, status = why or "cancelled: the manager shut down", CANCELLED
+            elif k == 'shutdown' or m.lifecycle.stopping: error, status = why or "cancelled: the manager shut down", CANCELLED
             else: error, status = cause.message, FAILED
             self.end_attempt(job, h.pid, error)
             if status == FAILED and k not in ('timeout',) and job.retry_on_worker_death and self.retries_left(job):
                 self.retry(job, error, h)
-            else: self.owner._finish(job, status, error=error)
+            else: m._finish(job, status, error=error)
         h.current_job_id = None
         self.job_left(h)
         return job, job_death
