@@ -78,7 +78,7 @@ async def test_cancel_overrides_a_time_limit_stop_in_progress(make_manager):
     job = await m.start_job('stubborn', seconds=30, looks=True, time_limit=0.2)
     await started(m, job)
     with m.events.subscribe() as sub:
-        await wait_until(lambda: any(h.stop is not None and h.stop.reason == 'timeout' for h in m.pool.handles()), 5, "the time-limit stop")
+        await wait_until(lambda: any(h.run is not None and h.run.stop is not None and h.run.stop.reason == 'timeout' for h in m.pool.handles()), 5, "the time-limit stop")
         assert await m.cancel_job(job.id) is True
     assert job.status == 'cancelled', (job.status, job.error)
 

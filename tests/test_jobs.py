@@ -31,7 +31,9 @@ async def test_terminal_states_are_final(make_manager):
     h = m.pool.slots[0].handle
     from cjm_workers.core.protocol import WorkerResult, WorkerResponse, WorkerResponseType
     # a late, forged result and progress for a finished job change nothing
-    h.current_job_id = job.id
+    from cjm_workers.core.jobs import Execution
+    from cjm_workers.managers.runs import Run
+    h.run = Run(job.id, Execution('echo', b'', ()), 0.0)  # as if the worker still ran it
     m._on_message(h, WorkerResult(job.id, 'error', error='late'))
     m._on_message(h, WorkerResponse(WorkerResponseType.PROGRESS, {'job_id': job.id, 'progress': 0.1, 'message': 'late'}))
     assert job.status == 'completed' and job.error is None and job.progress is None

@@ -24,9 +24,9 @@ class FakeWorker:
         self._on_message, self._on_exit = on_message, on_exit
         self.state, self.pid, self.node, self.process = "init", None, "fake-node", None
         self.intended, self.killed, self.exitcode = None, False, None
-        self.current_job_id = self.current = self.stop = self.limit_timer = self.stop_timer = None
+        self.run = self.stop_timer = None
         self.loaded, self.plugins, self.replies = set(), {}, {}
-        self.started_monotonic, self.jobs_done, self.busy_since, self.last_heard = None, 0, 0.0, 0.0
+        self.started_monotonic, self.jobs_done, self.last_heard = None, 0, 0.0
         self.rss_mb = self.cpu_percent = None
         self.sent, self.controls = [], []
         self.ready = self.exited = None
@@ -129,7 +129,7 @@ async def test_a_cancel_of_a_plugin_that_cannot_notice_it_kills_its_worker_at_on
     w.say(WorkerResponseType.STARTED, {'job_id': job.id, 'started_at': time.time()})
     cancel = asyncio.ensure_future(m.cancel_job(job.id))
     await asyncio.sleep(0)
-    assert [c.type for c in w.controls] == [WorkerRequestType.CANCEL] and w.stop.reason == 'cancel'
+    assert [c.type for c in w.controls] == [WorkerRequestType.CANCEL] and w.run.stop.reason == 'cancel'
     w.say(WorkerResponseType.CANCELLING, {'job_id': job.id, 'can_stop': False})
     assert await asyncio.wait_for(cancel, 5) is True
     assert job.status == 'cancelled' and "does not check for cancellation" in job.error

@@ -88,6 +88,8 @@ class WorkerHandle(Protocol):
     node: Optional[str]            # where it runs (None: this machine)
     intended: Optional[ExitCause]  # why the manager is ending it, once it has decided to
     killed: bool                   # the manager killed it (rather than it stopping when asked)
+    last_heard: float              # monotonic time of its last message (heartbeats)
+    run: Any                       # the manager's record of the job it runs (managers.runs.Run); never read by the backend
     async def start(self, init:Any) -> None: "Start the worker and send it `init`; raises if it cannot be started."
     def send(self, msg:Any) -> None: "Send a request (pickled here) without blocking."
     def send_bytes(self, data:bytes) -> None: "Send one pickled message without blocking."

@@ -49,7 +49,7 @@ class LocalWorkerHandle:
         self.state = "init"          # init -> starting -> idle <-> busy -> stopping -> dead
         self.process = None
         self.pid: Optional[int] = None
-        self.current_job_id: Optional[str] = None
+        self.run = None                          # the job it runs (managers.runs.Run), set and cleared by the manager
         self.loaded: set = set()
         self.plugins: Dict[str, Dict] = {}
         self.started_monotonic: Optional[float] = None
@@ -61,10 +61,7 @@ class LocalWorkerHandle:
         self.ready: Optional[asyncio.Future] = None
         self.exited: Optional[asyncio.Future] = None
         self.replies: Dict[str, asyncio.Future] = {}
-        self.current = None                      # the current job's Execution (core.jobs)
-        self.stop = None                         # the current job's StopRequest, once it was asked to stop (managers.runs)
-        self.busy_since = self.last_heard = 0.0  # monotonic times: current job handed over, last message received
-        self.limit_timer = None                  # the current job's time limit
+        self.last_heard = 0.0                    # monotonic time of the last message received
         self.stop_timer = None
         self.psproc = None                       # psutil.Process, kept for CPU % deltas
         self.rss_mb: Optional[float] = None      # latest sample: resident MB of the worker and its children

@@ -690,7 +690,7 @@ def _cancel_everything(self:BaseJobManager, reason:str):
         if self._journal is not None: self._journal.keep_waiting(self.jobs[job_id])
     grace = min(self.worker_config.cancel_grace_seconds, self.worker_config.shutdown_timeout_seconds)
     for h in self.pool.handles():
-        if h.current_job_id: self.runs.request_stop(h, h.current_job_id, grace, 'shutdown', reason)
+        if h.run is not None: self.runs.request_stop(h, h.run.job_id, grace, 'shutdown', reason)
 
 @patch
 def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None):
@@ -719,7 +719,7 @@ async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
                 if late: reason = f"cancelled: the manager shut down ({timeout:g} s drain timeout)"
         self._stop_workers_and_cancel(reason)
         seen.update(self.pool.handles())
-        busy = [h.current_job_id for h in self.pool.handles() if h.current_job_id]
+        busy = [h.run.job_id for h in self.pool.handles() if h.run is not None]
         if busy:  # cancelled jobs end by themselves or by their kill timers
             await asyncio.wait([self._spawn_task(self.wait_for_job(j)) for j in busy],
                                timeout=min(cfg.cancel_grace_seconds, cfg.shutdown_timeout_seconds) + 2)
@@ -782,7 +782,7 @@ def health(self:BaseJobManager) -> Dict[str, Any]:
             for name in h.loaded: ready.setdefault(name, []).append(h.pid)
     plugins = {name: {'streaming': bool(self.supports_streaming and info.get('streaming')), 'ready_workers': sorted(ready.get(name, []))}
                for name, info in sorted(self._plugin_info.items())}
-    running = sum(1 for h in handles if h.current_job_id)
+    running = sum(1 for h in handles if h.run is not None)
     return {'worker_type': self.worker_type, 'state': self.state.value, 'broken_reason': self.broken_reason,
             'queued': len(self._queue), 'waiting_to_retry': len(self.runs.retry_timers), 'running': running,
             'restarts': self.pool.restart_count, 'recycled': self.pool.recycled_count,

@@ -240,11 +240,11 @@ class WorkerPool:
             smp = samples.get(h.pid)
             if smp is not None: h.rss_mb, h.cpu_percent = smp.rss_mb, smp.cpu_percent
             if not h.alive or h.intended is not None or self.owner.lifecycle.stopping: continue
-            if h.state == "busy" and h.current_job_id:
+            if h.state == "busy" and h.run is not None:
                 if cfg.max_worker_memory_hard_mb and smp is not None and smp.rss_mb > cfg.max_worker_memory_hard_mb:
                     self._kill_busy(h, 'memory', f"its worker used {smp.rss_mb:.0f} MB, over max_worker_memory_hard_mb="
                                                  f"{cfg.max_worker_memory_hard_mb:g}, and was killed")
-                elif cfg.heartbeat_timeout_seconds and now - max(h.last_heard, h.busy_since) > cfg.heartbeat_timeout_seconds:
+                elif cfg.heartbeat_timeout_seconds and now - max(h.last_heard, h.run.since) > cfg.heartbeat_timeout_seconds:
                     self._kill_busy(h, 'unresponsive', f"unresponsive: its worker sent no heartbeat for "
                                                        f"{cfg.heartbeat_timeout_seconds:g} s and was killed")
             elif h.state == "idle": self.maybe_recycle(h)
@@ -314,7 +314,7 @@ class WorkerPool:
         "One worker in `health()`."
         slot = self.slots[h.slot] if h.slot >= 0 else None
         return {'slot': h.slot if slot is not None else None, 'spare': slot is None, 'pid': h.pid, 'state': handle_state(h).value,
-                'current_job': h.current_job_id, 'loaded_plugins': sorted(h.loaded),
+                'current_job': None if h.run is None else h.run.job_id, 'loaded_plugins': sorted(h.loaded),
                 'uptime_seconds': round(now - h.started_monotonic, 3) if h.started_monotonic else None,
                 'jobs_done': h.jobs_done, 'cpu_percent': h.cpu_percent,
                 'rss_mb': None if h.rss_mb is None else round(h.rss_mb, 1),
