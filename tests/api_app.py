@@ -3,17 +3,15 @@ from fasthtml.common import FastHTML
 from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import DemoJobManager
 from cjm_workers.web.mount import mount_jobs
+from app_support import serving_lifespan
 
 manager = DemoJobManager(worker_config=WorkerConfig(max_workers=1, cancel_grace_seconds=0.5, request_queue_size=200),
                          plugins=['echo', 'noop', 'sleep', 'fail', 'count_primes'])
 
 
-async def lifespan(app):
-    await manager.start()
-    try: yield
-    finally:
-        jobs.hub.close()
-        await manager.shutdown()
+mounts = []
+lifespan = serving_lifespan(manager, mounts)
 
 app = FastHTML(lifespan=lifespan, secret_key='fuzz')
 jobs = mount_jobs(app, manager)
+mounts.append(jobs)

@@ -254,7 +254,7 @@ def test_every_page_escapes_job_data_and_shows_only_what_the_access_rule_allows(
         for path in (f'/jobs/api/jobs/{ann}/cancel', f'/jobs/api/jobs/{ann}/retry'):
             assert page.request.post(console_app + path).status == 404, path
         assert page.request.post(console_app + '/jobs/api/jobs/cancel', data={'ids': [ann]}).json()['cancelling'] == 0
-        page.goto(console_app + f'/jobs/jobs')
+        page.goto(console_app + '/jobs/jobs')
         assert errors == [], errors
     finally: ctx.close()
     with httpx.Client(timeout=30) as c:  # nothing of ann's was touched

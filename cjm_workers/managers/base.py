@@ -33,36 +33,33 @@ __all__ = ['log', 'BaseJobManager', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED',
 # - Workers are supervised in slots (managers.pool: restart policy) and started by a backend (backends.base,
 #   backends.local); the manager's lifecycle is one object (managers.lifecycle).
 # - A job's status is a JobStatus; a job in a TERMINAL_STATUSES status never changes again.
-import asyncio, importlib, json, logging, os, pickle, threading, time, weakref
+import asyncio, importlib, json, logging, os, pickle, time
 from fastcore.basics import patch
 from abc import ABC, abstractmethod
-from collections import deque
-from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Dict, Generic, Iterable, List, Mapping, Optional, TypeVar, Union
+from dataclasses import fields
+from typing import Any, AsyncIterator, Callable, Dict, Generic, Iterable, List, Mapping, Optional, Union
 
-from ..core.config import RestartPolicy, WorkerConfig
+from ..core.config import WorkerConfig
 from ..core.errors import ParameterError, PluginCrashLoopError, WorkerStartError, WorkerUnavailableError
 from ..core.events import EventBroadcaster, EventSink
 from ..core.jobs import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, PENDING, RUNNING, TERMINAL_STATUSES, BaseJob,
                                    Execution, JobStatus, JobType, new_job_id, utc_iso, utc_now_iso)
 from ..core.params import check_param_spec, validate_params
-from ..core.store import JOB_COLUMNS, ORDERS, JobStore, longest_first, open_store, run_seconds
-from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType,
-                                       WorkerResult, WorkerStreamChunk, new_request_id)
+from ..core.store import ORDERS, JobStore, longest_first, open_store, run_seconds
+from ..core.protocol import WorkerRequest, WorkerRequestType, new_request_id
 from ..core.worker import describe_error
 from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol,
                                               ResourceManagerProtocol, plugin_meta_id, plugin_meta_name)
-from .health import WorkerState, handle_state
+from .health import WorkerState
 from .durable import Durable, row_record
 from .journal import Journal
 from .lifecycle import Lifecycle
-from ..backends.base import ExitCause, ExitKind, WorkerBackend, WorkerHandle, exit_cause
+from ..backends.base import WorkerBackend, WorkerHandle
 from ..backends.local import LocalBackend
 from .plugins import CrashLoops, read_registry
 from .pool import WorkerPool
-from .runs import Runs, StopRequest
-from ..core.payloads import drop_gradually, frames, is_big, split_async
+from .runs import Runs
+from ..core.payloads import frames, is_big, split_async
 from .scheduling import JobQueue, ResourcePool, needs_key
 
 log = logging.getLogger(__name__)

@@ -287,7 +287,8 @@ class Runs:
                                     'status': job.status, 'status_message': job.status_message})
 
     def handle_of(self, job_id:str) -> Optional[WorkerHandle]:
-        return next((h for h in self.owner.pool.handles() if h.run is not None and h.run.job_id == job_id), None)
+        "The worker running this job, or None."
+        return next((h for h in self.owner.pool.handles() if job_of(h) == job_id), None)
 
     def request_stop(self, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,
                       status:str=CANCELLED):

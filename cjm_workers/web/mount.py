@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from fasthtml.common import (A, Body, Button, Div, Form, H1, H2, H3, Head, Main, Html, Input, Link, Meta, Nav, Option, P, Select, Span, Table,
-                             Tbody, Td, Template, Textarea, Th, Thead, Title, Tr, to_xml)
+                             Tbody, Td, Template, Th, Thead, Title, Tr, to_xml)
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.convertors import PathConvertor
