@@ -235,13 +235,15 @@ def test_every_page_escapes_job_data_and_shows_only_what_the_access_rule_allows(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ctx = browser.new_context(extra_http_headers=mallory, viewport={'width': 1280, 'height': 900})
     try:
+        ctx.add_init_script("window.__sse = 0; document.addEventListener('htmx:sseMessage', () => window.__sse++)")
         page = ctx.new_page()
         errors = []
         page.on('pageerror', lambda e: errors.append(str(e)))
         for path in pages:
             r = page.goto(console_app + path)
             assert r.status == 200, path
-            page.wait_for_timeout(300)  # the stream's snapshot is swapped in
+            # a live page: its stream's first event (the snapshot) has been swapped in
+            page.wait_for_function("!document.querySelector('[sse-connect]') || window.__sse > 0", timeout=WAIT)
             assert page.evaluate('window.xss') is None, path
             assert page.locator('.cjm-page img, .cjm-page script:not([src])').count() == 0, path
             assert ann not in page.content(), f"{path} shows another user's job"

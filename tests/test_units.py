@@ -12,6 +12,7 @@ from cjm_workers.core.protocol import (WorkerRequest, WorkerRequestType, WorkerR
                                        WorkerStreamChunk)
 from cjm_workers.demo.plugins import DemoJobManager
 from cjm_workers.managers.base import WorkerStartError
+from conftest import wait_until
 
 PIDS = itertools.count(90_000)
 PLUGINS = {'echo': {'streaming': False}, 'generate_text': {'streaming': True}}
@@ -128,14 +129,14 @@ async def test_a_cancel_of_a_plugin_that_cannot_notice_it_kills_its_worker_at_on
     job = await m.start_job('echo', text='x')
     w.say(WorkerResponseType.STARTED, {'job_id': job.id, 'started_at': time.time()})
     cancel = asyncio.ensure_future(m.cancel_job(job.id))
-    await asyncio.sleep(0)
+    await wait_until(lambda: w.controls, 5, "the cancel request")
     assert [c.type for c in w.controls] == [WorkerRequestType.CANCEL] and w.run.stop.reason == 'cancel'
     w.say(WorkerResponseType.CANCELLING, {'job_id': job.id, 'can_stop': False})
     assert await asyncio.wait_for(cancel, 5) is True
     assert job.status == 'cancelled' and "does not check for cancellation" in job.error
     assert w.intended.kind is ExitKind.KILLED and w.intended.reason == 'cancel'
-    await asyncio.sleep(0.01)
-    assert len(b.started) == 2 and m.restart_count == 1  # replaced at once: a kill to cancel is no failure of the worker
+    await wait_until(lambda: len(b.started) == 2, 5, "the replacement worker")
+    assert m.restart_count == 1  # replaced at once: a kill to cancel is no failure of the worker
 
 
 async def test_a_time_limit_asks_then_kills_after_the_grace_period(fake):
@@ -157,10 +158,7 @@ async def test_a_worker_lost_mid_job_fails_the_job_and_its_slot_restarts(fake):
     await asyncio.wait_for(m.wait_for_job(job.id), 5)
     assert job.status == 'failed' and 'SIGKILL' in job.error and 'OOM' in job.error
     assert job.attempts[-1]['error'] == job.error
-    deadline = time.monotonic() + 5
-    while len(b.started) < 2 or b.started[1].state != "idle":
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.005)
+    await wait_until(lambda: len(b.started) == 2 and b.started[1].state == "idle", 5, "the restarted worker")
     assert m.restart_count == 1 and m.pool.slots[0].deaths == 1 and m.pool.slots[0].failures == 0
 
 
@@ -189,7 +187,7 @@ async def test_shutdown_stops_idle_workers_and_closes_the_backend(fake):
     m, b = await fake(backend=FakeBackend(obey_stop=False), shutdown_timeout_seconds=5)
     w = b.started[0]
     stopping = asyncio.ensure_future(m.shutdown())
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: w.sent and w.sent[-1].type is WorkerRequestType.STOP, 5, "the stop request")
     assert any(r.type is WorkerRequestType.STOP for r in w.sent)
     w.die(0)  # it stops when asked
     await asyncio.wait_for(stopping, 5)
