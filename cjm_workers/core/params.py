@@ -111,7 +111,7 @@ def check_param_spec(spec) -> None:
     raise TypeError(f"a parameter declaration must be a dataclass or a JSON-schema dict, got {spec!r}")
 
 # %% ../../nbs/13_params.ipynb #6fd01b20
-_JSON_TYPES = {str: 'string', int: 'integer', float: 'number', bool: 'boolean', list: 'array', dict: 'object'}
+_SCHEMA_TYPE_OF = {str: 'string', int: 'integer', float: 'number', bool: 'boolean', list: 'array', dict: 'object'}
 
 def _field_schema(tp) -> Dict[str, Any]:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -120,7 +120,7 @@ def _field_schema(tp) -> Dict[str, Any]:
         rest = [a for a in args if a is not type(None)]
         s = _field_schema(rest[0]) if len(rest) == 1 else {}
         return {**s, 'nullable': True} if len(rest) < len(args) else s
-    t = _JSON_TYPES.get(origin or tp)
+    t = _SCHEMA_TYPE_OF.get(origin or tp)
     return {'type': t} if t else {}
 
 def describe_params(spec) -> Optional[Dict[str, Any]]:
