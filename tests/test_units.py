@@ -1,88 +1,30 @@
-"""The manager's state machine without processes: a backend whose workers are objects the test drives by hand.
+"""The manager's state machine without processes: a backend whose workers are objects the test drives by hand
+(`backends.scripted`).
 
 They prove the worker-backend seam (`backends.base`): everything the manager does with a worker goes through these
 few methods, so a test can play the worker's part message by message (start, progress, result, a death) and check
 each transition, in milliseconds."""
-import asyncio, itertools, pickle, time
+import asyncio, time
 import pytest
 
-from cjm_workers.backends.base import ExitCause, ExitKind, WorkerBackend
+from cjm_workers.backends.base import ExitKind, WorkerBackend
+from cjm_workers.backends.scripted import ScriptedBackend
 from cjm_workers.core.config import RestartPolicy, WorkerConfig
 from cjm_workers.core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType, WorkerResult,
                                        WorkerStreamChunk)
 from cjm_workers.demo.plugins import DemoJobManager
+from cjm_workers.core.errors import ParameterError
 from cjm_workers.managers.base import WorkerStartError
 from conftest import wait_until
 
-PIDS = itertools.count(90_000)
-PLUGINS = {'echo': {'streaming': False}, 'generate_text': {'streaming': True}}
-
-
-class FakeWorker:
-    "A worker handle with no process: it records what the manager sends; the test answers for it."
-    def __init__(self, backend, slot, name, entry_point, on_message, on_exit):
-        self.backend, self.slot, self.name = backend, slot, name
-        self._on_message, self._on_exit = on_message, on_exit
-        self.state, self.pid, self.node, self.process = "init", None, "fake-node", None
-        self.intended, self.killed, self.exitcode = None, False, None
-        self.run = self.stop_timer = None
-        self.loaded, self.plugins, self.replies = set(), {}, {}
-        self.started_monotonic, self.jobs_done, self.last_heard = None, 0, 0.0
-        self.rss_mb = self.cpu_percent = None
-        self.sent, self.controls = [], []
-        self.ready = self.exited = None
-
-    async def start(self, init):
-        loop = asyncio.get_running_loop()
-        self.ready, self.exited = loop.create_future(), loop.create_future()
-        self.pid, self.state, self.started_monotonic = next(PIDS), "starting", time.monotonic()
-        self.init = init
-        self.backend.started.append(self)
-        if self.backend.fail_start: loop.call_soon(self.say, WorkerResponseType.ERROR, {'error': 'no GPU found'}); loop.call_soon(self.die, 1)
-        else: loop.call_soon(self.say, WorkerResponseType.READY, {'plugins': PLUGINS, 'loaded': []})
-
-    @property
-    def alive(self): return self.state not in ("init", "dead")
-
-    def send(self, msg):
-        self.sent.append(msg)
-        if msg.type is WorkerRequestType.STOP and self.backend.obey_stop: asyncio.get_running_loop().call_soon(self.die, 0)
-    def send_bytes(self, data): self.sent.append(pickle.loads(data))
-    def send_frames(self, datas): raise AssertionError("no big messages here")
-    def send_control(self, msg): self.controls.append(msg)
-    def kill(self, reason, why=None):
-        if self.intended is None: self.intended = ExitCause.killed(reason, why)
-        self.killed = True
-        self.die(-9)
-    def kill_now(self): self.die(-9)
-    def close(self): pass
-
-    # the test plays the worker
-    def say(self, rtype, data, request_id=None): self._on_message(self, WorkerResponse(rtype, data, request_id=request_id))
-    def execute(self) -> WorkerRequest:
-        "The last execute request the manager sent."
-        return next(m for m in reversed(self.sent) if m.type is WorkerRequestType.EXECUTE)
-    def die(self, code):
-        if self.state == "dead": return
-        self.state, self.exitcode = "dead", code
-        if not self.exited.done(): self.exited.set_result(code)
-        asyncio.get_running_loop().call_soon(self._on_exit, self, code)
-
-
-class FakeBackend:
-    def __init__(self, fail_start=False, obey_stop=True):
-        self.started, self.fail_start, self.closed, self.obey_stop = [], fail_start, False, obey_stop
-    def make_handle(self, slot, name, entry_point, on_message, on_exit): return FakeWorker(self, slot, name, entry_point, on_message, on_exit)
-    def sample(self, handles): return {}
-    def close(self): self.closed = True
-
+PLUGINS = {'echo': {'streaming': False}, 'generate_text': {'streaming': True}, 'sleep': {'streaming': False}}
 
 @pytest.fixture
 async def fake():
-    "A started DemoJobManager on a FakeBackend (one worker unless given), shut down at the end."
+    "A started DemoJobManager on a ScriptedBackend (one worker unless given), shut down at the end."
     made = []
     async def make(backend=None, **config):
-        backend = backend or FakeBackend()
+        backend = backend or ScriptedBackend(PLUGINS)
         m = DemoJobManager(worker_config=WorkerConfig(**{'max_workers': 1, **config}), worker_backend=backend)
         made.append(m)
         await asyncio.wait_for(m.start(), 5)
@@ -92,13 +34,13 @@ async def fake():
         for m in made: await asyncio.wait_for(m.shutdown(), 10)
 
 
-def test_the_fake_backend_fits_the_seam(): assert isinstance(FakeBackend(), WorkerBackend)
+def test_the_scripted_backend_fits_the_seam(): assert isinstance(ScriptedBackend(), WorkerBackend)
 
 
 async def test_a_job_moves_through_its_states_as_the_worker_reports(fake):
     m, b = await fake()
     w = b.started[0]
-    assert w.state == "idle" and m.health()['workers'][0]['node'] == "fake-node"
+    assert w.state == "idle" and m.health()["workers"][0]["node"] == "scripted"
     job = await m.start_job('echo', text='hi')
     req = w.execute()
     assert req.data == {'job_id': job.id, 'plugin_name': 'echo', 'params': {'text': 'hi'}, 'stream': True}
@@ -178,13 +120,13 @@ async def test_a_stream_arrives_in_order_and_ends_with_the_job(fake):
 
 
 async def test_workers_that_cannot_start_make_start_raise_and_the_backend_is_closed(fake):
-    b = FakeBackend(fail_start=True)
+    b = ScriptedBackend(fail_start='no GPU found')
     with pytest.raises(WorkerStartError, match="no GPU found"): await fake(backend=b)
     assert len(b.started) == 1  # the next would fail the same way: no restarts
 
 
 async def test_shutdown_stops_idle_workers_and_closes_the_backend(fake):
-    m, b = await fake(backend=FakeBackend(obey_stop=False), shutdown_timeout_seconds=5)
+    m, b = await fake(backend=ScriptedBackend(obey_stop=False), shutdown_timeout_seconds=5)
     w = b.started[0]
     stopping = asyncio.ensure_future(m.shutdown())
     await wait_until(lambda: w.sent and w.sent[-1].type is WorkerRequestType.STOP, 5, "the stop request")
@@ -192,3 +134,35 @@ async def test_shutdown_stops_idle_workers_and_closes_the_backend(fake):
     w.die(0)  # it stops when asked
     await asyncio.wait_for(stopping, 5)
     assert b.closed and m.health()['state'] == 'STOPPED'
+
+
+async def test_a_parameter_of_the_wrong_json_schema_type_is_refused_before_anything_is_recorded(fake):
+    m, b = await fake()
+    for bad, field, message in (({'seconds': 'ten'}, 'seconds', "must be of type number, got str"),
+                                ({'seconds': True}, 'seconds', "must be of type number, got bool"),
+                                ({'seconds': -1}, 'seconds', "must be >= 0")):
+        with pytest.raises(ParameterError) as e: await m.start_job('sleep', **bad)
+        assert e.value.errors == {field: message}
+    assert not m.jobs and not b.started[0].sent[1:]  # nothing recorded, nothing sent (the first message is INIT)
+    job = await m.start_job('sleep', seconds=0.5)
+    assert b.started[0].execute().data['params'] == {'seconds': 0.5} and job.status == 'pending'
+    b.started[0].result({})
+    assert job.status == 'completed'
+
+
+async def test_a_request_that_cannot_be_pickled_fails_its_job_with_the_reason(fake):
+    m, b = await fake()
+    job = await m.start_job('generate_text', prompt=lambda: 0)  # no declared parameters: known only once pickled
+    assert job.status == 'failed' and job.error.startswith("job parameters cannot be sent to a worker")
+    assert not any(r.type is WorkerRequestType.EXECUTE for r in b.started[0].sent)
+
+
+async def test_a_cancel_reaches_a_job_waiting_to_retry_and_a_job_with_no_worker(fake):
+    m, b = await fake(restart_policy=RestartPolicy.BACKOFF, restart_backoff_base_seconds=0.01)
+    w = b.started[0]
+    job = await m.start_job('echo', text='x', max_retries=2, retry_on_worker_death=True)
+    w.started()
+    w.die(-9)  # lost with its worker: it waits to be retried
+    await wait_until(lambda: job.id in m.runs.retry_timers, 5, "the retry timer")
+    assert await m.cancel_job(job.id) and job.error == "cancelled while waiting to retry (after attempt 1)"
+    assert job.id not in m.runs.retry_timers and not await m.cancel_job(job.id)  # finished: nothing to cancel

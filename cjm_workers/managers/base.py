@@ -33,34 +33,35 @@ __all__ = ['log', 'BaseJobManager', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED',
 # - Workers are supervised in slots (managers.pool: restart policy) and started by a backend (backends.base,
 #   backends.local); the manager's lifecycle is one object (managers.lifecycle).
 # - A job's status is a JobStatus; a job in a TERMINAL_STATUSES status never changes again.
-import asyncio, importlib, json, logging, os, pickle, time
-from fastcore.basics import patch
+import asyncio, logging, operator, os
 from abc import ABC, abstractmethod
-from dataclasses import fields
+from functools import partial
 from typing import Any, AsyncIterator, Callable, Dict, Generic, Iterable, List, Mapping, Optional, Union
 
-from ..core.config import WorkerConfig
-from ..core.errors import ParameterError, PluginCrashLoopError, WorkerStartError, WorkerUnavailableError
-from ..core.events import EventBroadcaster, EventSink
-from ..core.jobs import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, PENDING, RUNNING, TERMINAL_STATUSES, BaseJob,
-                                   Execution, JobStatus, JobType, new_job_id, utc_iso, utc_now_iso)
-from ..core.params import check_param_spec, validate_params
-from ..core.store import ORDERS, JobStore, longest_first, open_store, run_seconds
-from ..core.protocol import WorkerRequest, WorkerRequestType, new_request_id
-from ..core.worker import describe_error
-from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol,
-                                              ResourceManagerProtocol, plugin_meta_id, plugin_meta_name)
-from .health import WorkerState
-from .durable import Durable, row_record
-from .journal import Journal
-from .lifecycle import Lifecycle
+from fastcore.basics import patch
+
 from ..backends.base import WorkerBackend, WorkerHandle
 from ..backends.local import LocalBackend
-from .plugins import CrashLoops, read_registry
+from ..core.config import WorkerConfig
+from ..core.errors import PluginCrashLoopError, WorkerStartError, WorkerUnavailableError
+from ..core.events import EventBroadcaster, EventSink
+from ..core.jobs import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, PENDING, RUNNING, TERMINAL_STATUSES, BaseJob,
+                                   JobStatus, JobType, new_job_id, utc_iso, utc_now_iso)
+from ..core.params import check_param_spec
+from ..core.protocol import WorkerRequestType
+from ..core.store import ORDERS, JobStore, open_store
+from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol, ResourceManagerProtocol,
+                                              plugin_meta_name)
+from .durable import Durable, history_in_memory, job_from_record, job_from_row, recover_job
+from .health import WorkerState, manager_health
+from .intake import Unsendable, admit, execution_of
+from .journal import Journal
+from .lifecycle import Lifecycle
+from .plugins import CrashLoops, load_registry
 from .pool import WorkerPool
 from .runs import Runs
-from ..core.payloads import frames, is_big, split_async
-from .scheduling import JobQueue, ResourcePool, needs_key
+from .scheduling import JobQueue, ResourcePool
+from .shutdown import SHUT_DOWN, Done, shut_down, shut_down_now, stop_workers_and_cancel
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,11 @@ log = logging.getLogger(__name__)
 _all_ = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'INTERRUPTED', 'TERMINAL_STATUSES', 'JobStatus', 'JobType',
          'utc_iso', 'utc_now_iso', 'new_job_id', 'BaseJob', 'WorkerUnavailableError', 'PluginCrashLoopError', 'WorkerStartError']
 
+def _read(path:str, doc:str) -> property:
+    "A read-only property that reads `self.<path>` (a unit's state the manager reports as its own)."
+    return property(operator.attrgetter(path), doc=doc)
 
-
-# %% ../../nbs/09_base.ipynb #04156ffa
-class _Done:
-    "What `shutdown()` returns when there is nothing left to wait for: awaiting it returns at once."
-    def __await__(self): return iter(())
-    def done(self): return True
-
-# %% ../../nbs/09_base.ipynb #7c71bf6c
+# %% ../../nbs/09_base.ipynb #b10dc552
 class BaseJobManager(ABC, Generic[JobType]):
     "Abstract base class for managing jobs using worker processes."
     def __init__(self,
@@ -102,8 +99,9 @@ class BaseJobManager(ABC, Generic[JobType]):
             raise TypeError(f"worker_config must be a WorkerConfig, got {type(worker_config).__name__}")
         if event_broadcaster is not None and not callable(getattr(event_broadcaster, 'broadcast', None)):
             raise TypeError("event_broadcaster must have an async broadcast(event_type, data) method")
+        if isinstance(plugins, str): raise TypeError("plugins must be a collection of plugin ids, not one string")
         self.worker_type, self.category, self.supports_streaming = worker_type, category, bool(supports_streaming)
-        self.worker_config = worker_config or WorkerConfig()
+        self.worker_config = cfg = worker_config or WorkerConfig()
         self.plugin_registry, self.resource_manager = plugin_registry, resource_manager
         self.event_broadcaster = event_broadcaster if event_broadcaster is not None else EventBroadcaster()
         self.resource_pool: Optional[ResourcePool] = (resources if resources is None or isinstance(resources, ResourcePool)
@@ -112,39 +110,41 @@ class BaseJobManager(ABC, Generic[JobType]):
         for name, needs in self.plugin_resources.items():
             err = self._resource_error(needs)
             if err: raise ValueError(f"plugin_resources[{name!r}]: {err}")
-        if isinstance(plugins, str): raise TypeError("plugins must be a collection of plugin ids, not one string")
         self.declared_plugins: Optional[frozenset] = None if plugins is None else frozenset(plugins)
         self.plugin_parameters = dict(plugin_parameters or {})
         for spec in self.plugin_parameters.values(): check_param_spec(spec)
         self.job_store: Optional[JobStore] = open_store(job_store)
         if durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
         self.durable_start = bool(durable_start)
-        self.durable = Durable(worker_type, self.job_store, self.worker_config) if self.job_store is not None else None  # managers.durable
-        self.jobs: Dict[str, BaseJob] = {}
         self.worker_backend: WorkerBackend = worker_backend if worker_backend is not None else LocalBackend()
         if not isinstance(self.worker_backend, WorkerBackend):
             raise TypeError(f"worker_backend must have make_handle, sample and close (backends.base.WorkerBackend), got {type(worker_backend).__name__}")
-        self.lifecycle = Lifecycle(worker_type)  # open -> closed -> stopped, or broken (managers.lifecycle)
+        self._wire(cfg)
+
+    def _wire(self, cfg:WorkerConfig):
+        "The units the manager delegates to, and the state the facade keeps itself."
+        self.jobs: Dict[str, BaseJob] = {}        # every job this process knows, oldest first
+        self.durable = Durable(self.worker_type, self.job_store, cfg) if self.job_store is not None else None  # journal, recovery, history
+        self.lifecycle = Lifecycle(self.worker_type)  # open -> closed -> stopped, or broken
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self.pool = WorkerPool(self)           # the workers: slots, spares, restarts, the monitor (managers.pool)
-        self._queue = JobQueue()               # waiting jobs -> (plugin_name, pickled execute request)
-        self.runs = Runs(self)                 # dispatch, results, stops, time limits, retries (managers.runs)
-        self._on_message = self.runs.on_message  # what workers' messages go to (an attribute: one call per message)
+        self.pool = WorkerPool(self)              # the workers: slots, spares, restarts, recycling, the monitor
+        self._queue = JobQueue()                  # waiting jobs, each with its Execution
+        self.runs = Runs(self)                    # dispatch, results, stops, time limits, retries
+        self._on_message = self.runs.on_message   # where workers' messages go (an attribute: one call per message)
         if self.resource_pool is not None: self.resource_pool.attach(self.runs.best_startable, self.runs.dispatch)
-        self._done_waiters: Dict[str, List[asyncio.Future]] = {}
-        self._chunk_waiters: Dict[str, asyncio.Future] = {}
+        self._sink = EventSink(self.worker_type, self.event_broadcaster)  # where events leave
+        self._crash_loops = CrashLoops(cfg)       # plugins whose jobs keep killing their workers
+        self._done_waiters: Dict[str, List[asyncio.Future]] = {}  # job id -> wait_for_job's futures
+        self._chunk_waiters: Dict[str, asyncio.Future] = {}       # job id -> the future its streams wait on
         self._plugin_configs: Dict[str, Dict[str, Any]] = {}  # plugin name -> the configuration workers load it with
-        self._plugin_ids: Dict[str, str] = {}   # plugin name -> its id in the registry
-        self._plugin_info: Dict[str, Dict[str, Any]] = {}  # plugin name -> what a worker reported of it
-        self._launching = None     # the task reading the registry before the first workers start
-        self._crash_loops = CrashLoops(self.worker_config)  # plugins whose jobs keep killing their workers (managers.plugins)
+        self._plugin_ids: Dict[str, str] = {}                 # plugin name -> its id in the registry
+        self._plugin_info: Dict[str, Dict[str, Any]] = {}     # plugin name -> what a worker reported of it
+        self._launching = self._shutdown_task = None  # the registry read, once; the shutdown, once
         self._tasks: set = set()
-        self._shutdown_task = None
-        self._sink = EventSink(worker_type, self.event_broadcaster)  # where events leave (core.events)
         # awaited per job only when a subclass checks resources: most never do
         self._validates_resources = type(self)._validate_resources is not BaseJobManager._validate_resources
         self._plain_params = type(self).get_plugin_parameters is BaseJobManager.get_plugin_parameters
-        self._recycles = bool(self.worker_config.max_jobs_per_worker or self.worker_config.max_worker_memory_mb)
+        self._recycles = bool(cfg.max_jobs_per_worker or cfg.max_worker_memory_mb)
 
     # ---- the four methods a domain provides
     @abstractmethod
@@ -163,67 +163,14 @@ class BaseJobManager(ABC, Generic[JobType]):
     def extract_job_result(self, job:JobType, result_data:Dict[str, Any]) -> Dict[str, Any]:
         "Extract and format a job's result from the worker's result data (for streamed jobs it includes 'text')."
 
-    # ---- hooks
-    def _extract_plugin_resource_identifier(self, config:Dict[str, Any]) -> str:
-        "Extract plugin resource identifier (e.g. the model) from plugin configuration."
-        for k in ('resource_id', 'model_id', 'model_name', 'model', 'model_path'):
-            if config and config.get(k): return str(config[k])
-        return ''
-
-    async def _validate_resources(self, plugin_id:str, plugin_config:Dict[str, Any]) -> Optional[str]:
-        "Validate resources before a job is queued; a returned message fails the job with it."
-        return None
-
-    def _on_job_completed(self, job_id:str) -> None:
-        "Hook called when a job completes successfully."
-
-    # ---- plugins
-    def get_plugin_name(self, plugin_id:str) -> Optional[str]:
-        "Get plugin name from plugin ID (requires plugin registry)."
-        if self.plugin_registry is None: return None
-        p = self.plugin_registry.get_plugin(plugin_id)
-        return None if p is None else plugin_meta_name(p)
-
-    def _plugin_name(self, plugin_id:str) -> str: return self.get_plugin_name(plugin_id) or plugin_id
-
-    def get_plugin_resources(self, plugin_id:str) -> Dict[str, int]:
-        "The resource slots a job of this plugin holds while it runs (default: `plugin_resources`)."
-        return self.plugin_resources.get(self._plugin_name(plugin_id), {})
-
-    def get_plugin_parameters(self, plugin_id:str) -> Any:
-        "This plugin's parameter declaration (a dataclass or a JSON-schema dict), or None to accept any."
-        return self.plugin_parameters.get(self._plugin_name(plugin_id))
-
-    def _resource_error(self, needs:Mapping[str, int]) -> Optional[str]:
-        if not isinstance(needs, Mapping): return f"resource needs must be a mapping of name -> count, got {needs!r}"
-        if not any(needs.values()): return None
-        if self.resource_pool is None: return f"needs resources {dict(needs)} but this manager has no resource limits"
-        return self.resource_pool.check(needs)
-
-    def check_streaming_support(self, plugin_id:str) -> bool:
-        "Whether jobs of this plugin stream (known once a worker has reported its plugins)."
-        info = self._plugin_info.get(self._plugin_name(plugin_id))
-        return bool(self.supports_streaming and info and info.get('streaming'))
-
-    def _read_registry(self) -> tuple:
-        "(plugin name -> saved configuration, plugin name -> registry id) for this manager's category (blocking: a registry reads files)."
-        return read_registry(self.plugin_registry, self.category)
-
-    def _known_plugin(self, plugin_id:str, name:str) -> Optional[bool]:
-        "Whether this manager can run `plugin_id` (None while it cannot tell: no registry, no list, no worker yet)."
-        if self.plugin_registry is not None: return self.get_plugin_name(plugin_id) is not None
-        if self.declared_plugins is not None: return plugin_id in self.declared_plugins
-        if self._plugin_info: return name in self._plugin_info
-        return None
-
-    # ---- events
-    def _wants_events(self) -> bool: return self._sink.wanted
-    def _emit(self, event:str, data:Dict[str, Any]) -> None: self._sink.emit(event, data)
-    def _emit_job(self, event:str, job:BaseJob) -> None: self._sink.emit_job(event, job)
-
-    async def broadcast_event(self, event_type:str, data:Dict[str, Any]):
-        "Broadcast an event to all subscribers of the manager's event broadcaster."
-        await self.event_broadcaster.broadcast(event_type, data)
+    # ---- what it reports of its units
+    crash_loops = _read('_crash_loops.active', "Plugin id -> its crash-loop cool-down ({'until', 'deaths', 'reason', …}) while its new jobs are refused.")
+    restart_count = _read('pool.restart_count', "Worker restarts since the manager started.")
+    last_restart_time = _read('pool.last_restart_time', "When a worker was last restarted (epoch seconds), or None.")
+    recycled_count = _read('pool.recycled_count', "Workers replaced between jobs by `max_jobs_per_worker` or `max_worker_memory_mb`.")
+    broken_reason = _read('lifecycle.broken_reason', "Why no worker can run jobs any more (every slot gave up), or None.")
+    start_error = _read('lifecycle.start_error', "Why no worker of this manager could ever start (its entry point or plugin manager failed), or None.")
+    events = _read('event_broadcaster', "The broadcaster this manager publishes to (`subscribe()` on the built-in one).")
 
     @property
     def _journal(self) -> Optional[Journal]:
@@ -231,104 +178,71 @@ class BaseJobManager(ABC, Generic[JobType]):
         d = self.durable
         return None if d is None else d.journal
 
-    @property
-    def crash_loops(self) -> Dict[str, Dict[str, Any]]:
-        "Plugin id -> its crash-loop cool-down ({'until', 'deaths', 'reason', …}) while its new jobs are refused."
-        return self._crash_loops.active
+# %% ../../nbs/09_base.ipynb #04156ffa
+@patch
+def _extract_plugin_resource_identifier(self:BaseJobManager, config:Dict[str, Any]) -> str:
+    "Extract plugin resource identifier (e.g. the model) from plugin configuration."
+    for k in ('resource_id', 'model_id', 'model_name', 'model', 'model_path'):
+        if config and config.get(k): return str(config[k])
+    return ''
 
-    @property
-    def restart_count(self) -> int:
-        "Worker restarts since the manager started."
-        return self.pool.restart_count
+@patch
+async def _validate_resources(self:BaseJobManager, plugin_id:str, plugin_config:Dict[str, Any]) -> Optional[str]:
+    "Validate resources before a job is queued; a returned message fails the job with it."
+    return None
 
-    @property
-    def last_restart_time(self) -> Optional[float]:
-        "When a worker was last restarted (epoch seconds), or None."
-        return self.pool.last_restart_time
+@patch
+def _on_job_completed(self:BaseJobManager, job_id:str) -> None:
+    "Hook called when a job completes successfully."
 
-    @property
-    def recycled_count(self) -> int:
-        "Workers replaced between jobs by `max_jobs_per_worker` or `max_worker_memory_mb`."
-        return self.pool.recycled_count
+@patch
+def get_plugin_name(self:BaseJobManager, plugin_id:str) -> Optional[str]:
+    "Get plugin name from plugin ID (requires plugin registry)."
+    if self.plugin_registry is None: return None
+    p = self.plugin_registry.get_plugin(plugin_id)
+    return None if p is None else plugin_meta_name(p)
 
-    @property
-    def broken_reason(self) -> Optional[str]:
-        "Why no worker can run jobs any more (every slot gave up), or None."
-        return self.lifecycle.broken_reason
+@patch
+def _plugin_name(self:BaseJobManager, plugin_id:str) -> str: return self.get_plugin_name(plugin_id) or plugin_id
 
-    @property
-    def start_error(self) -> Optional[str]:
-        "Why no worker of this manager could ever start (its entry point or plugin manager failed), or None."
-        return self.lifecycle.start_error
+# %% ../../nbs/09_base.ipynb #7c71bf6c
+@patch
+def get_plugin_resources(self:BaseJobManager, plugin_id:str) -> Dict[str, int]:
+    "The resource slots a job of this plugin holds while it runs (default: `plugin_resources`)."
+    return self.plugin_resources.get(self._plugin_name(plugin_id), {})
 
-    @property
-    def events(self) -> EventBroadcasterProtocol:
-        "The broadcaster this manager publishes to (`subscribe()` on the built-in one)."
-        return self.event_broadcaster
+@patch
+def get_plugin_parameters(self:BaseJobManager, plugin_id:str) -> Any:
+    "This plugin's parameter declaration (a dataclass or a JSON-schema dict), or None to accept any."
+    return self.plugin_parameters.get(self._plugin_name(plugin_id))
+
+@patch
+def _resource_error(self:BaseJobManager, needs:Mapping[str, int]) -> Optional[str]:
+    if not isinstance(needs, Mapping): return f"resource needs must be a mapping of name -> count, got {needs!r}"
+    if not any(needs.values()): return None
+    if self.resource_pool is None: return f"needs resources {dict(needs)} but this manager has no resource limits"
+    return self.resource_pool.check(needs)
+
+@patch
+def check_streaming_support(self:BaseJobManager, plugin_id:str) -> bool:
+    "Whether jobs of this plugin stream (known once a worker has reported its plugins)."
+    info = self._plugin_info.get(self._plugin_name(plugin_id))
+    return bool(self.supports_streaming and info and info.get('streaming'))
 
 # %% ../../nbs/09_base.ipynb #538ac130
 @patch
-def _bind_loop(self:BaseJobManager):
-    loop = asyncio.get_running_loop()
-    if self._loop is None: self._loop = loop
-    elif self._loop is not loop: raise RuntimeError("this manager is bound to another event loop")
+def _wants_events(self:BaseJobManager) -> bool: return self._sink.wanted
+@patch
+def _emit(self:BaseJobManager, event:str, data:Dict[str, Any]) -> None: self._sink.emit(event, data)
+@patch
+def _emit_job(self:BaseJobManager, event:str, job:BaseJob) -> None: self._sink.emit_job(event, job)
 
 @patch
-def _check_accepting(self:BaseJobManager):
-    self.lifecycle.check_accepting()
+async def broadcast_event(self:BaseJobManager, event_type:str, data:Dict[str, Any]):
+    "Broadcast an event to all subscribers of the manager's event broadcaster."
+    await self.event_broadcaster.broadcast(event_type, data)
 
-@patch
-def _ensure_started(self:BaseJobManager) -> list:
-    "Create the pool on first use; return the first workers' start-up tasks (done ones included)."
-    self._bind_loop()
-    if self.pool.started: return self.pool.start_tasks
-    self._sink.start(self._spawn_task)
-    return self.pool.start(self._spawn_task)
-
-@patch
-def _spawn_task(self:BaseJobManager, coro):
-    t = self._loop.create_task(coro)
-    self._tasks.add(t)
-    t.add_done_callback(self._tasks.discard)
-    return t
-
-@patch
-async def _launch(self:BaseJobManager) -> list:
-    "Read the plugin registry (once, in a thread: registries read files), then create the pool; return its start-up tasks."
-    self._bind_loop()
-    if not self.pool.started and self.plugin_registry is not None:
-        if self._launching is None: self._launching = asyncio.ensure_future(asyncio.to_thread(self._read_registry))
-        configs, ids = await asyncio.shield(self._launching)
-        self._plugin_ids.update(ids)
-        for name, config in configs.items(): self._plugin_configs.setdefault(name, config)  # a reload_plugin since wins
-    return self._ensure_started()
-
-@patch
-async def start(self:BaseJobManager) -> 'BaseJobManager':
-    "Start the workers and wait until each is ready (or has failed); raise if none can run jobs (`WorkerStartError` if none ever started)."
-    self._check_accepting()
-    if self.durable is not None: await self.durable.open(self._recover)  # StoreError here: a bad journal fails at start
-    tasks = await self._launch()
-    if tasks: await asyncio.gather(*tasks)
-    self._check_accepting()
-    return self
-
-@patch
-async def __aenter__(self:BaseJobManager): return await self.start()
-
-@patch
-async def __aexit__(self:BaseJobManager, exc_type, exc, tb):
-    await self.shutdown(drain=exc_type is None)
-
-@patch
-def _init_request(self:BaseJobManager) -> WorkerRequest:
-    "What a new worker is started with: the plugins' configurations and its settings."
-    cfg = self.worker_config
-    return WorkerRequest(WorkerRequestType.INIT, {'plugin_configs': self._plugin_configs,
-                         'parent_poll_interval': cfg.result_monitor_poll_interval_seconds, 'idle_spin': cfg.idle_spin_seconds,
-                         'heartbeat_interval': cfg.heartbeat_interval_seconds, 'log_tail_lines': cfg.log_tail_lines,
-                         'max_stream_parts': cfg.result_queue_size}, request_id=new_request_id())
-
+# %% ../../nbs/09_base.ipynb #d9a13e04
 @patch
 def _call_rm(self:BaseJobManager, method, *args, **kw):
     try: getattr(self.resource_manager, method)(*args, **kw)
@@ -351,19 +265,50 @@ def _pool_broken(self:BaseJobManager, reason:str):
         self._finish(self.jobs[job_id], FAILED, error=reason)
     if self._wants_events(): self._emit('manager_broken', {'reason': reason})
 
-@patch
-def _note_plugin_death(self:BaseJobManager, plugin_id:str, reason:str):
-    "A job of this plugin killed its worker; `crash_loop_deaths` of them in a row within the window start a cool-down."
-    c = self._crash_loops.death(plugin_id, reason)
-    if c is None: return
-    cfg = self.worker_config
-    log.error("%s: %d jobs of plugin %s killed their workers within %g s (last: %s); its new jobs are refused for %g s",
-              self.worker_type, cfg.crash_loop_deaths, plugin_id, cfg.crash_loop_window_seconds, reason, cfg.crash_loop_cooldown_seconds)
-    if self._wants_events(): self._emit('plugin_crash_loop', {'plugin_id': plugin_id, **c})
-
 # %% ../../nbs/09_base.ipynb #52c0c3d1
-_UNSET = object()
+@patch
+def _bind_loop(self:BaseJobManager):
+    loop = asyncio.get_running_loop()
+    if self._loop is None: self._loop = loop
+    elif self._loop is not loop: raise RuntimeError("this manager is bound to another event loop")
 
+@patch
+def _check_accepting(self:BaseJobManager): self.lifecycle.check_accepting()
+
+@patch
+def _spawn_task(self:BaseJobManager, coro):
+    t = self._loop.create_task(coro)
+    self._tasks.add(t)
+    t.add_done_callback(self._tasks.discard)
+    return t
+
+@patch
+async def _launch(self:BaseJobManager) -> list:
+    "Read the plugin registry (once), then create the pool; return the first workers' start-up tasks (done ones included)."
+    self._bind_loop()
+    if self.pool.started: return self.pool.start_tasks
+    if self.plugin_registry is not None: await load_registry(self)
+    if self.pool.started: return self.pool.start_tasks  # another caller created it meanwhile
+    self._sink.start(self._spawn_task)
+    return self.pool.start(self._spawn_task)
+
+@patch
+async def start(self:BaseJobManager) -> 'BaseJobManager':
+    "Start the workers and wait until each is ready (or has failed); raise if none can run jobs (`WorkerStartError` if none ever started)."
+    self._check_accepting()
+    if self.durable is not None: await self.durable.open(partial(recover_job, self))  # StoreError here: a bad journal fails at start
+    tasks = await self._launch()
+    if tasks: await asyncio.gather(*tasks)
+    self._check_accepting()
+    return self
+
+@patch
+async def __aenter__(self:BaseJobManager): return await self.start()
+
+@patch
+async def __aexit__(self:BaseJobManager, exc_type, exc, tb): await self.shutdown(drain=exc_type is None)
+
+# %% ../../nbs/09_base.ipynb #e4e464a3
 @patch
 async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int]=None, time_limit:Optional[float]=None,
                     max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
@@ -374,6 +319,7 @@ async def start_job(self:BaseJobManager, plugin_id:str, *, priority:Optional[int
                                  retry_on_worker_death=retry_on_worker_death, resources=resources, owner=owner,
                                  durable_start=durable_start)
 
+# %% ../../nbs/09_base.ipynb #faf8c412
 @patch
 async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any], *, priority:Optional[int]=None,
                      time_limit:Optional[float]=None, max_retries:Optional[int]=None, retry_on_worker_death:Optional[bool]=None,
@@ -385,88 +331,32 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
     if not self.pool.ready_once or self._loop is not asyncio.get_running_loop():
         await self.start()  # the first job waits for the first workers: one that cannot start raises WorkerStartError here
-    if self._crash_loops.active: self._crash_loops.check(plugin_id)
-    name = self._plugin_name(plugin_id)
-    known = self._known_plugin(plugin_id, name)
-    if known is False: raise ValueError(f"plugin {plugin_id!r} not found: {self._plugins_text()}")
-    job = self.create_job(plugin_id, **params)
-    if isinstance(job, BaseJob) and job.submitted_params is None: job.submitted_params = params
-    if not isinstance(job, BaseJob): raise TypeError(f"create_job must return a BaseJob, got {type(job).__name__}")
-    if job.id in self.jobs: raise ValueError(f"create_job returned a job id already in use: {job.id!r}")
-    if priority is not None: job.priority = priority
-    if time_limit is not None: job.time_limit = time_limit
-    if max_retries is not None: job.max_retries = max_retries
-    if retry_on_worker_death is not None: job.retry_on_worker_death = bool(retry_on_worker_death)
-    if resources is not None: job.resources = dict(resources)
-    if owner is not None: job.owner = str(owner)
-    if durable_start is not None: job.durable_start = bool(durable_start)
-    if job.durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
-    if (job.priority.__class__ is int and job.time_limit is None and job.max_retries is None and job.resources is None
-        and self.resource_pool is None and not self.plugin_resources): needs = ()  # nothing to check
-    else: needs = self._check_job_options(job)
-    try: params, prep_error = self.prepare_execute_request(job), None
-    except Exception as e: params, prep_error = None, e  # the job is recorded first, then fails with this
-    spec = self.plugin_parameters.get(name) if self._plain_params else self.get_plugin_parameters(plugin_id)
-    if spec is not None and prep_error is None:
-        errors = validate_params(spec, params if isinstance(params, dict) else {})
-        if errors: raise ParameterError(errors, plugin=name)
+    a = admit(self, plugin_id, params, priority=priority, time_limit=time_limit, max_retries=max_retries,  # bad input raises:
+              retry_on_worker_death=retry_on_worker_death, resources=resources, owner=owner, durable_start=durable_start)  # nothing recorded
+    job = a.job
     job.status = PENDING
     self.jobs[job.id] = job
     if self._validates_resources:
-        err = await self._validate_resources(plugin_id, self._plugin_configs.get(name, {}))
-        if err:
-            self._finish(job, FAILED, error=str(err))
-            return job
-        if not self.lifecycle.accepting:
-            self._finish(job, FAILED, error=self.broken_reason or "the manager shut down before the job was queued")
-            return job
-    try:
-        if prep_error is not None: raise prep_error
-        # a `stream` parameter decides (as in the reference library, where it also reaches the plugin), else the job's metadata
-        stream = params['stream'] if isinstance(params, dict) and 'stream' in params else job.metadata.get('stream', True)
-        chunks = None
-        if params.__class__ is dict and params and is_big(params):
-            params, chunks = await split_async(params)  # big values go beside the pickle, a chunk per turn of the loop
-        req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': job.id, 'plugin_name': name, 'params': params,
-                            'stream': self.supports_streaming and bool(stream)})
-        payload = pickle.dumps(req, pickle.HIGHEST_PROTOCOL)
-        if chunks: payload = frames(payload, chunks)
-    except Exception as e:
-        self._finish(job, FAILED, error=f"job parameters cannot be sent to a worker: {describe_error(e)}")
-        return job
-    if chunks is not None and (job.is_terminal or self.lifecycle.closing):  # cancelled, or shut down, while it was being split
+        err = await self._validate_resources(plugin_id, self._plugin_configs.get(a.plugin_name, {}))
+        if err: return self._failed(job, str(err))
+        if not self.lifecycle.accepting: return self._failed(job, self.broken_reason or "the manager shut down before the job was queued")
+    try: request = await execution_of(self, a)  # one value for the queue, the worker's current job and the journal
+    except Unsendable as e: return self._failed(job, str(e))
+    if request.payload.__class__ is list and (job.is_terminal or self.lifecycle.closing):  # cancelled or shut down while split
         self._finish(job, CANCELLED, error="cancelled: the manager shut down before the job was queued")
         return job
-    request = Execution(name, payload, needs)  # one value for the queue, the worker's current job and the journal
-    self._queue.push(job.id, request, job.priority, needs)
+    self._queue.push(job.id, request, job.priority, a.needs)
     if self._journal is not None: self._journal.job(job, request)
     self._emit_job('queued', job)
     self.runs.dispatch()
     return job
 
 @patch
-def _plugins_text(self:BaseJobManager) -> str:
-    "What a person needs to fix an unknown plugin id: the ids this manager knows."
-    if self.plugin_registry is not None:
-        ids = sorted(i for i in (plugin_meta_id(p) for p in self.plugin_registry.get_plugins_by_category(self.category)) if i)
-        return f"the registry has {ids} in category {self.category!r}"
-    if self.declared_plugins is not None: return f"this manager runs {sorted(self.declared_plugins)}"
-    return f"its workers have {sorted(self._plugin_info)}"
+def _failed(self:BaseJobManager, job:BaseJob, error:str) -> BaseJob:
+    self._finish(job, FAILED, error=error)
+    return job
 
-@patch
-def _check_job_options(self:BaseJobManager, job:BaseJob) -> tuple:
-    "Validate a job's scheduling options (ValueError naming the option); return its resource needs."
-    p, t, r = job.priority, job.time_limit, job.max_retries
-    if type(p) is not int: raise ValueError(f"priority must be an int, got {p!r}")
-    if t is not None and (type(t) not in (int, float) or not t > 0):
-        raise ValueError(f"time_limit must be a number of seconds > 0, got {t!r}")
-    if r is not None and (type(r) is not int or r < 0): raise ValueError(f"max_retries must be an int >= 0, got {r!r}")
-    if job.resources is None and self.resource_pool is None and not self.plugin_resources: return ()
-    needs = job.resources if job.resources is not None else self.get_plugin_resources(job.plugin_id)
-    err = self._resource_error(needs)
-    if err: raise ValueError(f"job {job.plugin_id!r}: {err}")
-    return needs_key(needs)
-
+# %% ../../nbs/09_base.ipynb #e9a2c2c3
 @patch
 def _drop_queued(self:BaseJobManager, job_id:str) -> bool:
     "Take a job out of the manager's queue."
@@ -557,13 +447,14 @@ async def stream_job(self:BaseJobManager, job_id:str) -> AsyncIterator[str]:
         if fut is None: fut = self._chunk_waiters[job_id] = asyncio.get_running_loop().create_future()
         await asyncio.shield(fut)
 
+# %% ../../nbs/09_base.ipynb #1f4f10fe
 @patch
 def get_job(self:BaseJobManager, job_id:str) -> Optional[JobType]:
     "Get a job by ID: from memory, else (finished jobs of earlier runs) from the journal, output included."
     job = self.jobs.get(job_id)
     if job is None and self.durable is not None:
         row = self.durable.get(job_id)  # one indexed row: a fraction of a millisecond
-        if row is not None: job = self._job_from_row(row)
+        if row is not None: job = job_from_row(self, row)
     return job
 
 @patch
@@ -588,6 +479,7 @@ def worker_process(self:BaseJobManager):
     "A live worker's process (`pid`, `is_alive()`), as the reference library's single worker; None while no worker runs."
     return self.pool.process()
 
+# %% ../../nbs/09_base.ipynb #35cbad6f
 @patch
 def clear_completed_jobs(self:BaseJobManager) -> int:
     "Forget finished jobs (in memory, and in the journal); returns how many were in memory."
@@ -623,30 +515,15 @@ async def retry_job(self:BaseJobManager, job_id:str) -> JobType:
         self._journal.job(old)
     return new
 
-# %% ../../nbs/09_base.ipynb #1f4f10fe
+# %% ../../nbs/09_base.ipynb #323f238c
 @patch
 async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
     "Cancel a job: True once it has ended `cancelled`, False if it was unknown or had already finished."
     job = self.jobs.get(job_id)
     if job is None or job.is_terminal: return False
-    if self._drop_queued(job_id):
-        self._finish(job, CANCELLED, error="cancelled before it started")
-        return True
-    if job_id in self.runs.retry_timers:
-        self._finish(job, CANCELLED, error=f"cancelled while waiting to retry (after attempt {job.attempt})")
-        return True
-    h = self.runs.handle_of(job_id)
-    if h is None:  # no worker has it (e.g. it was lost with one): nothing runs it
-        self._finish(job, CANCELLED, error="cancelled")
-        return True
-    # accepted: from here the job ends `cancelled`, however its plugin reacts (the cancel ladder: see the module text)
-    if job.cancel_requested_at is None:
-        job.cancel_requested_at = utc_now_iso()
-        self.runs.request_stop(h, job_id, self.worker_config.cancel_grace_seconds, 'cancel')
-        if self._journal is not None: self._journal.job(job)
-        self._emit_job('cancelling', job)
-    try: await self.wait_for_job(job_id, self.worker_config.cancel_grace_seconds + 30)
-    except asyncio.TimeoutError: log.error("job %s did not end after its worker was killed", job_id)
+    if not self.runs.cancel(job):  # asked its worker to stop it: it ends cancelled, however its plugin reacts
+        try: await self.wait_for_job(job_id, self.worker_config.cancel_grace_seconds + 30)
+        except asyncio.TimeoutError: log.error("job %s did not end after its worker was killed", job_id)
     return job.status == CANCELLED
 
 # %% ../../nbs/09_base.ipynb #d6677e62
@@ -655,7 +532,7 @@ async def reload_plugin(self:BaseJobManager, plugin_name:str, config:Dict[str, A
     "Reload a plugin with new configuration in every worker; True if all succeeded."
     self._plugin_configs[plugin_name] = config
     done = await self.pool.command_all(WorkerRequestType.RELOAD, {'plugin_name': plugin_name, 'config': config},
-                                   self.worker_config.reload_timeout_seconds)
+                                       self.worker_config.reload_timeout_seconds)
     if self.resource_manager is not None:  # at once: the resource manager shows what each worker now has loaded
         resource = self._extract_plugin_resource_identifier(config or {})
         for h, ok in done:
@@ -667,100 +544,8 @@ async def reload_plugin(self:BaseJobManager, plugin_name:str, config:Dict[str, A
 async def unload_plugin(self:BaseJobManager, plugin_name:str) -> bool:
     "Unload a plugin from every worker to free resources; True if all succeeded."
     done = await self.pool.command_all(WorkerRequestType.UNLOAD, {'plugin_name': plugin_name},
-                                   self.worker_config.unload_timeout_seconds)
+                                       self.worker_config.unload_timeout_seconds)
     return all(ok for _, ok in done)
-
-# %% ../../nbs/09_base.ipynb #56b6e05d
-@patch
-def _stop_workers_and_cancel(self:BaseJobManager, reason:str):
-    "From now on no worker starts or restarts; cancel every queued and running job."
-    self.lifecycle.stop_workers()
-    self.pool.stop_restarts()
-    self._cancel_everything(reason)
-
-@patch
-def _cancel_everything(self:BaseJobManager, reason:str):
-    for job_id in self._queue.job_ids() + list(self.runs.retry_timers):
-        self._drop_queued(job_id)
-        self._finish(self.jobs[job_id], CANCELLED, error=reason, journal=False)
-        # with a journal, a job still waiting at shutdown stays pending there: the next manager on it runs it
-        if self._journal is not None: self._journal.keep_waiting(self.jobs[job_id])
-    grace = min(self.worker_config.cancel_grace_seconds, self.worker_config.shutdown_timeout_seconds)
-    for h in self.pool.handles():
-        if h.run is not None: self.runs.request_stop(h, h.run.job_id, grace, 'shutdown', reason)
-
-@patch
-def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None):
-    "Stop the manager: cancel (default) or drain jobs, then stop the workers. Idempotent; await it to wait."
-    if self._shutdown_task is not None: return self._shutdown_task
-    try: loop = asyncio.get_running_loop()
-    except RuntimeError: loop = None
-    if self._loop is None or loop is not self._loop:
-        self._shutdown_now()
-        return _Done()
-    self.lifecycle.close()
-    if not drain: self._stop_workers_and_cancel("cancelled: the manager shut down")
-    self._shutdown_task = loop.create_task(self._shutdown(drain, timeout))
-    return self._shutdown_task
-
-@patch
-async def _shutdown(self:BaseJobManager, drain:bool, timeout:Optional[float]):
-    cfg = self.worker_config
-    reason = "cancelled: the manager shut down"
-    seen = set()
-    try:
-        if drain:
-            open_jobs = [j for j in self.jobs.values() if not j.is_terminal]
-            if open_jobs:
-                _, late = await asyncio.wait([self._spawn_task(self.wait_for_job(j.id)) for j in open_jobs], timeout=timeout)
-                if late: reason = f"cancelled: the manager shut down ({timeout:g} s drain timeout)"
-        self._stop_workers_and_cancel(reason)
-        seen.update(self.pool.handles())
-        busy = [h.run.job_id for h in self.pool.handles() if h.run is not None]
-        if busy:  # cancelled jobs end by themselves or by their kill timers
-            await asyncio.wait([self._spawn_task(self.wait_for_job(j)) for j in busy],
-                               timeout=min(cfg.cancel_grace_seconds, cfg.shutdown_timeout_seconds) + 2)
-        handles = self.pool.handles()
-        seen.update(handles)
-        for h in handles:
-            h.state = "stopping"
-            h.send(WorkerRequest(WorkerRequestType.STOP, {}))
-        if handles:
-            _, alive = await asyncio.wait([h.exited for h in handles], timeout=cfg.shutdown_timeout_seconds)
-            for h in handles:
-                if not h.exited.done(): h.kill('shutdown')
-            if alive: await asyncio.wait([h.exited for h in handles], timeout=2)
-        for h in handles:
-            if not h.exited.done(): h.close()  # unreapable: stop watching it rather than hang
-    finally:
-        for j in self.jobs.values():
-            if not j.is_terminal: self._finish(j, CANCELLED, error="cancelled: the manager shut down")
-        self.lifecycle.finish(forced=any(h.killed for h in seen))
-        self._sink.close()  # the pump delivers what is queued, then ends
-    if self._sink.pump_task is not None: await asyncio.wait([self._sink.pump_task], timeout=cfg.shutdown_timeout_seconds)
-    if self.durable is not None: await self.durable.close()
-    self.worker_backend.close()
-
-@patch
-def _shutdown_now(self:BaseJobManager):
-    "Shutdown without an event loop to wait in: kill the workers now (bounded) and cancel every open job."
-    self.lifecycle.close()
-    self.lifecycle.stop_workers()
-    self.pool.stop_restarts()
-    handles = self.pool.every_handle()
-    for h in handles:
-        h.kill('shutdown')
-        try: h.close()
-        except Exception: pass
-    self.lifecycle.finish(forced=bool(handles))
-    waiting = set(self._queue.job_ids()) | set(self.runs.retry_timers)
-    for j in self.jobs.values():
-        if not j.is_terminal:
-            try: self._finish(j, CANCELLED, error="cancelled: the manager shut down", journal=j.id not in waiting)
-            except RuntimeError: j.status, j.error = CANCELLED, "cancelled: the manager shut down"
-            if j.id in waiting and self._journal is not None: self._journal.keep_waiting(j)
-    if self.durable is not None: self.durable.close_now()  # no loop to wait in: write what is left here, bounded
-    self.worker_backend.close()
 
 # %% ../../nbs/09_base.ipynb #6f65ac77
 @patch(as_prop=True)
@@ -770,78 +555,14 @@ def state(self:BaseJobManager) -> WorkerState:
 
 @patch
 def health(self:BaseJobManager) -> Dict[str, Any]:
-    "A snapshot of the manager and its workers (see above); cheap and non-blocking."
-    now = time.monotonic()
-    handles = self.pool.handles()
-    ready = {}
-    for h in handles:
-        if h.slot >= 0 and h.state in ("idle", "busy"):
-            for name in h.loaded: ready.setdefault(name, []).append(h.pid)
-    plugins = {name: {'streaming': bool(self.supports_streaming and info.get('streaming')), 'ready_workers': sorted(ready.get(name, []))}
-               for name, info in sorted(self._plugin_info.items())}
-    running = sum(1 for h in handles if h.run is not None)
-    return {'worker_type': self.worker_type, 'state': self.state.value, 'broken_reason': self.broken_reason,
-            'queued': len(self._queue), 'waiting_to_retry': len(self.runs.retry_timers), 'running': running,
-            'restarts': self.pool.restart_count, 'recycled': self.pool.recycled_count,
-            'resources': self.resource_pool.usage() if self.resource_pool is not None else {},
-            'journal': self._journal.status() if self._journal is not None else None, 'start_error': self.start_error,
-            'crash_loops': self._crash_loops.report(),
-            'workers': [self.pool.worker_health(h, now) for h in handles], 'plugins': plugins}
+    "A snapshot of the manager and its workers (`managers.health.manager_health`); cheap and non-blocking."
+    return manager_health(self)
 
 # %% ../../nbs/09_base.ipynb #ee60c54c
 @patch
 def restore_job(self:BaseJobManager, record:Dict[str, Any], job_class:Optional[str]) -> BaseJob:
     "Rebuild a job from its journaled fields; by default as its recorded class if importable (else `BaseJob`)."
-    cls = BaseJob
-    if job_class:
-        try:
-            mod, _, qual = job_class.partition(':')
-            obj = importlib.import_module(mod)
-            for part in qual.split('.'): obj = getattr(obj, part)
-            if isinstance(obj, type) and issubclass(obj, BaseJob): cls = obj
-        except Exception: log.warning("job class %s cannot be imported; restoring as BaseJob", job_class)
-    names = {f.name for f in fields(cls) if f.init}
-    try: return cls(**{k: v for k, v in record.items() if k in names})
-    except Exception:
-        names = {f.name for f in fields(BaseJob) if f.init}
-        return BaseJob(**{k: v for k, v in record.items() if k in names})
-
-@patch
-def _job_from_row(self:BaseJobManager, row:Dict[str, Any]) -> BaseJob:
-    job = self.restore_job(row_record(row), row.get('job_class'))
-    if row.get('output'): job.output_chunks = [row['output']]
-    return job
-
-@patch
-def _recover(self:BaseJobManager, row:Dict[str, Any]) -> str:
-    "Take over a job an earlier process left waiting or running; returns its new status."
-    job = self._job_from_row(row)
-    if job.id in self.jobs: return job.status
-    self.jobs[job.id] = job
-    was_running = row['status'] == RUNNING
-    if was_running and job.durable_start:  # handed to a worker (maybe run, maybe not): a durable start never runs twice
-        self._finish(job, INTERRUPTED, error="interrupted: the app stopped after the job was handed to a worker "
-                                             "(durable_start: it is not run again)")
-        return INTERRUPTED
-    if was_running and not (job.retry_on_worker_death and self.runs.retries_left(job)):
-        self._finish(job, INTERRUPTED, error="interrupted: the app stopped while the job was running")
-        return INTERRUPTED
-    if row['payload'] is None:
-        self._finish(job, FAILED, error="cannot run after the restart: its request was not journaled "
-                                        "(requests holding over 1 MB of values are not)")
-        return FAILED
-    needs = dict(json.loads(row['needs'])) if row['needs'] else {}
-    err = self._resource_error(needs)  # this manager's resource limits may differ from the last one's
-    if err:
-        self._finish(job, FAILED, error=f"cannot run after the restart: {err}")
-        return FAILED
-    if was_running: self.runs.end_attempt(job, job.worker_pid, "interrupted: the app stopped while the job was running")
-    job.status, job.worker_pid, job.progress = PENDING, None, None
-    needs = needs_key(needs)
-    self._queue.push(job.id, Execution(row['plugin_name'], row['payload'], needs), job.priority, needs)
-    self._journal.job(job)
-    self._emit_job('queued', job)
-    return PENDING
+    return job_from_record(record, job_class)
 
 @patch
 async def flush_journal(self:BaseJobManager, timeout:float=10.0) -> bool:
@@ -856,11 +577,21 @@ async def job_history(self:BaseJobManager, status:Union[str, List[str], None]=No
     if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     statuses = [status] if isinstance(status, str) else list(status or [])
     if self.durable is None or self._journal is None:
-        found = [j for j in reversed(list(self.jobs.values())) if (not statuses or j.status in statuses)
-                 and (plugin_id is None or j.plugin_id == plugin_id) and (since is None or j.created_at >= since)
-                 and (until is None or j.created_at < until) and (owner is None or j.owner == owner)]
-        if order == 'duration':  # longest first, unfinished last; stable, so newest first among equals
-            found.sort(key=lambda j: longest_first(run_seconds(j.started_at, j.completed_at)))
-        return {'jobs': found[offset:offset + limit], 'total': len(found)}
+        return history_in_memory(self.jobs.values(), statuses, plugin_id, since, until, limit, offset, owner, order)
     rows, total = await self.durable.history(statuses, plugin_id, since, until, limit, offset, owner, order)
-    return {'jobs': [self.jobs.get(r['id']) or self._job_from_row(r) for r in rows], 'total': total}
+    return {'jobs': [self.jobs.get(r['id']) or job_from_row(self, r) for r in rows], 'total': total}
+
+# %% ../../nbs/09_base.ipynb #806a5a81
+@patch
+def shutdown(self:BaseJobManager, drain:bool=False, timeout:Optional[float]=None):
+    "Stop the manager: cancel (default) or drain jobs, then stop the workers. Idempotent; await it to wait."
+    if self._shutdown_task is not None: return self._shutdown_task
+    try: loop = asyncio.get_running_loop()
+    except RuntimeError: loop = None
+    if self._loop is None or loop is not self._loop:
+        shut_down_now(self)
+        return Done()
+    self.lifecycle.close()
+    if not drain: stop_workers_and_cancel(self, SHUT_DOWN)  # at once: no job starts after shutdown() returns
+    self._shutdown_task = loop.create_task(shut_down(self, drain, timeout))
+    return self._shutdown_task

@@ -15,6 +15,7 @@ from ..core.config import RestartPolicy, WorkerConfig
 from ..core.protocol import WorkerRequest, WorkerRequestType, new_request_id
 from ..core.worker import describe_error
 from .health import handle_state
+from .plugins import note_plugin_death
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,14 @@ class WorkerPool:
                          args=(weakref.ref(self), self._monitor_stop, self.cfg.monitor_interval_seconds)).start()
         return self.start_tasks
 
+    def init_request(self) -> WorkerRequest:
+        "What a new worker is started with: the plugins' configurations (`reload_plugin`'s included) and its settings."
+        cfg = self.cfg
+        return WorkerRequest(WorkerRequestType.INIT, {'plugin_configs': self.owner._plugin_configs,
+                             'parent_poll_interval': cfg.result_monitor_poll_interval_seconds, 'idle_spin': cfg.idle_spin_seconds,
+                             'heartbeat_interval': cfg.heartbeat_interval_seconds, 'log_tail_lines': cfg.log_tail_lines,
+                             'max_stream_parts': cfg.result_queue_size}, request_id=new_request_id())
+
     async def spawn(self, slot:Optional[Slot]):
         "Start a worker for `slot`, or a spare worker if `slot` is None."
         o, cfg = self.owner, self.cfg
@@ -96,7 +105,7 @@ class WorkerPool:
         h.commands = asyncio.Semaphore(cfg.response_queue_size)
         if slot is not None: slot.handle = h
         else: self.spares.append(h)
-        try: await h.start(o._init_request())
+        try: await h.start(self.init_request())
         except Exception as e:
             log.error("%s worker could not be started: %s", self.name, describe_error(e))
             if slot is None: self.spares.remove(h)
@@ -154,7 +163,7 @@ class WorkerPool:
         if never_ready and not self.ready_once:  # no worker of this manager ever started: the next would fail the same way
             self.fail_start(cause.detail if cause.kind is ExitKind.START_FAILED else reason)
             return
-        if job_death: o._note_plugin_death(job.plugin_id, reason)
+        if job_death: note_plugin_death(o, job.plugin_id, reason)
         if cause.kind is ExitKind.RETIRED:  # recycled: its replacement starts now that it has gone (unless a spare took over)
             if slot is not None and slot.handle is None and slot.timer is None and not slot.given_up:
                 if not self.take_spare(slot): self._spawn_task(self.spawn(slot))

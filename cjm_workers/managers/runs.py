@@ -290,6 +290,22 @@ class Runs:
         "The worker running this job, or None."
         return next((h for h in self.owner.pool.handles() if job_of(h) == job_id), None)
 
+    def cancel(self, job:BaseJob) -> bool:
+        "Cancel an unfinished job: True if it ended at once (it was waiting); else its worker is asked to stop it (once)."
+        m = self.owner
+        if m._drop_queued(job.id): return m._finish(job, CANCELLED, error="cancelled before it started")
+        if job.id in self.retry_timers:
+            return m._finish(job, CANCELLED, error=f"cancelled while waiting to retry (after attempt {job.attempt})")
+        h = self.handle_of(job.id)
+        if h is None: return m._finish(job, CANCELLED, error="cancelled")  # no worker has it (lost with one): nothing runs it
+        # accepted: from here the job ends `cancelled`, however its plugin reacts (the cancel ladder: see the module text)
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = utc_now_iso()
+            self.request_stop(h, job.id, m.worker_config.cancel_grace_seconds, 'cancel')
+            if m._journal is not None: m._journal.job(job)
+            m._emit_job('cancelling', job)
+        return False
+
     def request_stop(self, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,
                       status:str=CANCELLED):
         "Ask the worker to stop its job; kill it after `grace` seconds. `why` (if given) becomes the job's error."
