@@ -10,7 +10,7 @@ import asyncio, atexit, logging, os, pickle, signal, time, weakref
 import multiprocessing, multiprocessing.util
 from typing import Any, Callable, Dict, Optional
 
-from .base import ExitCause, describe_exit
+from .base import ExitCause, HandleBase, describe_exit
 from ..core.protocol import FRAME_HEADER, WorkerRequest, frame, frame_header
 from ..core.reaper import kill_marked, worker_marker
 from ..core.worker import run_entry_point
@@ -41,31 +41,13 @@ class _Joining:
     __slots__ = ('msg',)
     def __init__(self, msg): self.msg = msg
 
-class LocalWorkerHandle:
+class LocalWorkerHandle(HandleBase):
     "A worker process on this machine: its pipes, its state and its current job, as seen by the manager."
     def __init__(self, slot:int, name:str, entry_point:Callable, on_message:Callable, on_exit:Callable):
-        self.slot, self.name, self.entry_point = slot, name, entry_point
-        self._on_message, self._on_exit = on_message, on_exit
-        self.state = "init"          # init -> starting -> idle <-> busy -> stopping -> dead
+        super().__init__(slot, name, on_message, on_exit)
+        self.entry_point = entry_point
         self.process = None
-        self.pid: Optional[int] = None
-        self.run = None                          # the job it runs (managers.runs.Run), set and cleared by the manager
-        self.loaded: set = set()
-        self.plugins: Dict[str, Dict] = {}
-        self.started_monotonic: Optional[float] = None
-        self.jobs_done = 0
-        self.intended: Optional[ExitCause] = None  # why the manager is ending it (a kill, a failed start, a retirement)
-        self.killed = False                       # the manager sent it SIGKILL
-        self.node: Optional[str] = None           # this machine
-        self.exitcode: Optional[int] = None
-        self.ready: Optional[asyncio.Future] = None
-        self.exited: Optional[asyncio.Future] = None
-        self.replies: Dict[str, asyncio.Future] = {}
-        self.last_heard = 0.0                    # monotonic time of the last message received
-        self.stop_timer = None
         self.psproc = None                       # psutil.Process, kept for CPU % deltas
-        self.rss_mb: Optional[float] = None      # latest sample: resident MB of the worker and its children
-        self.cpu_percent: Optional[float] = None
         self.children: tuple = ()                # latest sample: (pid, create time) of each process below it
         self.started_at = 0.0                    # epoch seconds just before it was spawned (orphans are younger)
         self._loop = None

@@ -9,26 +9,19 @@ __all__ = ['ScriptedWorker', 'ScriptedBackend']
 import asyncio, itertools, pickle, time
 from typing import Any, Dict, List, Optional
 
-from .base import ExitCause
+from .base import ExitCause, HandleBase
 from ..core.protocol import WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType, WorkerResult, WorkerStreamChunk
 
 _pids = itertools.count(90_000)  # made-up pids, far from a small VM's real ones
 
 # %% ../../nbs/35_scripted.ipynb #b88c59d3
-class _Handle:
+class _Handle(HandleBase):
     "The seam's side of a scripted worker (`backends.base.WorkerHandle`): it records what the manager sends."
-    def __init__(self, backend, slot:int, name:str, entry_point, on_message, on_exit):
-        self.backend, self.slot, self.name = backend, slot, name
-        self._on_message, self._on_exit = on_message, on_exit
-        self.state, self.pid, self.node, self.process = "init", None, "scripted", None
-        self.intended, self.killed, self.exitcode = None, False, None
-        self.run = self.stop_timer = None
-        self.loaded, self.plugins, self.replies = set(), {}, {}
-        self.started_monotonic, self.jobs_done, self.last_heard = None, 0, 0.0
-        self.rss_mb = self.cpu_percent = None
+    def __init__(self, backend, slot, name, entry_point, on_message, on_exit):
+        super().__init__(slot, name, on_message, on_exit)
+        self.backend, self.node, self.process = backend, "scripted", None
         self.sent: List[WorkerRequest] = []      # what the manager sent, in order
         self.controls: List[WorkerRequest] = []  # what it sent on the control channel (cancel requests)
-        self.ready = self.exited = None
 
     async def start(self, init:WorkerRequest):
         loop = asyncio.get_running_loop()
