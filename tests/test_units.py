@@ -166,3 +166,44 @@ async def test_a_cancel_reaches_a_job_waiting_to_retry_and_a_job_with_no_worker(
     await wait_until(lambda: job.id in m.runs.retry_timers, 5, "the retry timer")
     assert await m.cancel_job(job.id) and job.error == "cancelled while waiting to retry (after attempt 1)"
     assert job.id not in m.runs.retry_timers and not await m.cancel_job(job.id)  # finished: nothing to cancel
+
+
+async def test_the_journal_writes_each_job_as_it_was_when_handed_over():
+    "The writer thread reads snapshots: a job changed while its batch is being written is written as it was."
+    import threading, json
+    from cjm_workers.core.jobs import BaseJob
+    from cjm_workers.core.store import MemoryJobStore
+    from cjm_workers.managers.journal import Journal
+
+    class HeldStore(MemoryJobStore):
+        "Its first write waits until the test lets it go."
+        def __init__(self):
+            super().__init__()
+            self.entered, self.go = threading.Event(), threading.Event()
+        def write(self, *args):
+            if not self.entered.is_set():
+                self.entered.set()
+                assert self.go.wait(10)
+            super().write(*args)
+
+    store = HeldStore()
+    store.open('units')
+    j = Journal(store, 'units', flush_seconds=0.01)
+    j.start()
+    try:
+        job = BaseJob('j1', 'echo', status='running', progress=0.25, output_chunks=['a', 'b'])
+        j.job(job, ('echo', b'payload', ()))
+        assert await asyncio.to_thread(store.entered.wait, 10)  # handed over: the thread is writing it
+        job.status, job.progress, job.error = 'failed', 0.75, 'boom'  # what the loop does meanwhile
+        job.output_chunks.append('c')
+        store.go.set()
+        assert await asyncio.to_thread(j.flush().wait, 10)
+        row = store.get('units', 'j1')
+        assert (row['status'], row['error'], json.loads(row['record'])['progress'], row['output']) == ('running', None, 0.25, 'ab')
+        j.job(job)  # the next hand-over carries the change, and the output since
+        assert await asyncio.to_thread(j.flush().wait, 10)
+        row = store.get('units', 'j1')
+        assert (row['status'], row['error'], json.loads(row['record'])['progress'], row['output']) == ('failed', 'boom', 0.75, 'abc')
+    finally:
+        store.go.set()
+        assert await asyncio.to_thread(j.stop, 10)

@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['log', 'JOB_COLUMNS', 'ROW_FIELDS', 'Queued', 'ORDERS', 'StoreError', 'JobStore', 'to_json', 'json_array',
-           'longest_first', 'run_seconds', 'job_fields', 'job_columns', 'job_class_path', 'job_row', 'MemoryJobStore',
-           'SQLiteJobStore', 'open_store']
+           'longest_first', 'run_seconds', 'job_fields', 'StoredJob', 'stored_job', 'job_columns', 'job_class_path',
+           'job_row', 'MemoryJobStore', 'SQLiteJobStore', 'open_store']
 
 # %% ../../nbs/16_store.ipynb #ff8f53f8
 import base64, dataclasses, datetime, enum, fcntl, functools, json, keyword, logging, os, sqlite3, threading, uuid
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import orjson
 from .jobs import OPEN_STATUSES
@@ -37,7 +37,7 @@ class JobStore(ABC):
     def close(self, owner:str) -> None: "Release the claim."
     @abstractmethod
     def write(self, owner:str, jobs:Sequence[Any], queued:Dict[str, Queued], outputs:Sequence[Tuple[str, bool, str]]) -> None:
-        "Atomically upsert `jobs` (dataclass jobs, whose output is not kept here, or dicts of fields, which may name their class as `job_class`) with the requests of those first queued (by job id; the others keep what is stored), and append output pieces (job_id, reset first, text)."
+        "Atomically upsert `jobs` (dataclass jobs, whose output is not kept here; dicts of fields, which may name their class as `job_class`; or `StoredJob` snapshots) with the requests of those first queued (by job id; the others keep what is stored), and append output pieces (job_id, reset first, text)."
     @abstractmethod
     def open_jobs(self, owner:str) -> List[Dict[str, Any]]: "Pending and running jobs, in submission order, with payloads."
     @abstractmethod
@@ -109,7 +109,7 @@ def _claim_in_process(store, owner):
 def _release_in_process(store, owner):
     with _claims_lock: _claims.discard((id(store), owner))
 
-def _job_id(job) -> str: return job['id'] if isinstance(job, dict) else job.id
+def _job_id(job) -> str: return job.columns[0] if job.__class__ is StoredJob else job['id'] if isinstance(job, dict) else job.id
 
 _NOT_RECORDED = frozenset(JOB_COLUMNS + ('job_class',))
 _readers: Dict[type, tuple] = {}  # job class -> (its fields reader, its columns-and-record reader or None)
@@ -139,10 +139,27 @@ def _readers_of(cls) -> tuple:
 def job_fields(job) -> Dict[str, Any]:
     "A job given to `write` as a dict of its fields, without its output."
     if isinstance(job, dict): return job
+    if job.__class__ is StoredJob: return {**dict(zip(JOB_COLUMNS, job.columns)), **job.record}
     return (_readers.get(type(job)) or _readers_of(type(job)))[0](job)
+
+class StoredJob(NamedTuple):
+    "A job read once, as `write` stores it: a snapshot that no later change of the job reaches."
+    columns: tuple               # its JOB_COLUMNS values
+    record: Dict[str, Any]       # the fields `record` holds (the job's own containers, by reference)
+    job_class: Optional[str]     # 'module:qualname', given with its first write
+
+def stored_job(job, job_class:Optional[str]=None) -> StoredJob:
+    "Read `job` (a dataclass job or a dict of fields) once, with the readers made for its class."
+    if not isinstance(job, dict):
+        r = _readers.get(type(job)) or _readers_of(type(job))
+        if r[1] is not None: return StoredJob(*r[1](job), job_class)
+        job = r[0](job)
+    return StoredJob(tuple(job.get(c) for c in JOB_COLUMNS), {k: v for k, v in job.items() if k not in _NOT_RECORDED},
+                     job_class or job.get('job_class'))
 
 def job_columns(job) -> Tuple[tuple, Dict[str, Any]]:
     "A job given to `write` as (its JOB_COLUMNS values, a dict of the fields `record` holds)."
+    if job.__class__ is StoredJob: return job.columns, job.record
     if not isinstance(job, dict):
         r = _readers.get(type(job)) or _readers_of(type(job))
         if r[1] is not None: return r[1](job)
@@ -154,6 +171,7 @@ def _class_path(cls) -> str: return f"{cls.__module__}:{cls.__qualname__}"
 
 def job_class_path(job) -> Optional[str]:
     "'module:qualname' of a job given to `write`, which a restart rebuilds it as; a dict of fields says it as `job_class`."
+    if job.__class__ is StoredJob: return job.job_class
     return job.get('job_class') if isinstance(job, dict) else _class_path(type(job))
 
 def job_row(job, queued:Optional[Queued]) -> Dict[str, Any]:

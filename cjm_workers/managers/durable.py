@@ -73,6 +73,7 @@ class Durable:
         "Write what is left (bounded by `shutdown_timeout_seconds`) and release the store."
         j, self.journal = self.journal, None
         if j is None: return
+        j.hand_over_all()  # here, on the loop: the last snapshots
         t = self.cfg.shutdown_timeout_seconds
         if not await asyncio.to_thread(j.stop, t): log.error("%s: the journal did not finish writing within %s s", self.name, t)
         await asyncio.to_thread(self.store.close, self.name)
@@ -81,6 +82,7 @@ class Durable:
         "`close` without an event loop to wait in (bounded, blocking)."
         j, self.journal = self.journal, None
         if j is None: return
+        j.hand_over_all()  # no loop runs: the jobs are read here
         j.stop(self.cfg.shutdown_timeout_seconds)
         self.store.close(self.name)
 
