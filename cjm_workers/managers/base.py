@@ -48,17 +48,16 @@ from ..core.events import EventBroadcaster, EventSink
 from ..core.jobs import (CANCELLED, COMPLETED, FAILED, INTERRUPTED, PENDING, RUNNING, TERMINAL_STATUSES, BaseJob,
                                    JobStatus, JobType, new_job_id, utc_iso, utc_now_iso)
 from ..core.params import check_param_spec
-from ..core.protocol import WorkerRequestType
-from ..core.store import ORDERS, JobStore, open_store
-from ..extensions.protocols import (EventBroadcasterProtocol, PluginRegistryProtocol, ResourceManagerProtocol,
-                                              plugin_meta_name)
-from .durable import Durable, history_in_memory, job_from_record, job_from_row, recover_job
+from ..core.store import JobStore, open_store
+from ..extensions.protocols import EventBroadcasterProtocol, PluginRegistryProtocol, ResourceManagerProtocol
+from .durable import Durable, recover_job
 from .health import WorkerState, manager_health
 from .intake import Unsendable, admit, execution_of
 from .journal import Journal
 from .lifecycle import Lifecycle
-from .plugins import CrashLoops, load_registry
+from .plugins import CrashLoops, PluginHooks, load_registry
 from .pool import WorkerPool
+from .records import JobRecords
 from .runs import Runs
 from .scheduling import JobQueue, ResourcePool
 from .shutdown import SHUT_DOWN, Done, shut_down, shut_down_now, stop_workers_and_cancel
@@ -75,7 +74,7 @@ def _read(path:str, doc:str) -> property:
     return property(operator.attrgetter(path), doc=doc)
 
 # %% ../../nbs/09_base.ipynb #b10dc552
-class BaseJobManager(ABC, Generic[JobType]):
+class BaseJobManager(PluginHooks, JobRecords, ABC, Generic[JobType]):
     "Abstract base class for managing jobs using worker processes."
     def __init__(self,
                  worker_type:str, # Type identifier (e.g., "transcription", "llm", "image-gen")
@@ -142,8 +141,8 @@ class BaseJobManager(ABC, Generic[JobType]):
         self._launching = self._shutdown_task = None  # the registry read, once; the shutdown, once
         self._tasks: set = set()
         # awaited per job only when a subclass checks resources: most never do
-        self._validates_resources = type(self)._validate_resources is not BaseJobManager._validate_resources
-        self._plain_params = type(self).get_plugin_parameters is BaseJobManager.get_plugin_parameters
+        self._validates_resources = type(self)._validate_resources is not PluginHooks._validate_resources
+        self._plain_params = type(self).get_plugin_parameters is PluginHooks.get_plugin_parameters
         self._recycles = bool(cfg.max_jobs_per_worker or cfg.max_worker_memory_mb)
 
     # ---- the four methods a domain provides
@@ -180,54 +179,11 @@ class BaseJobManager(ABC, Generic[JobType]):
 
 # %% ../../nbs/09_base.ipynb #04156ffa
 @patch
-def _extract_plugin_resource_identifier(self:BaseJobManager, config:Dict[str, Any]) -> str:
-    "Extract plugin resource identifier (e.g. the model) from plugin configuration."
-    for k in ('resource_id', 'model_id', 'model_name', 'model', 'model_path'):
-        if config and config.get(k): return str(config[k])
-    return ''
-
-@patch
-async def _validate_resources(self:BaseJobManager, plugin_id:str, plugin_config:Dict[str, Any]) -> Optional[str]:
-    "Validate resources before a job is queued; a returned message fails the job with it."
-    return None
-
-@patch
-def _on_job_completed(self:BaseJobManager, job_id:str) -> None:
-    "Hook called when a job completes successfully."
-
-@patch
-def get_plugin_name(self:BaseJobManager, plugin_id:str) -> Optional[str]:
-    "Get plugin name from plugin ID (requires plugin registry)."
-    if self.plugin_registry is None: return None
-    p = self.plugin_registry.get_plugin(plugin_id)
-    return None if p is None else plugin_meta_name(p)
-
-@patch
-def _plugin_name(self:BaseJobManager, plugin_id:str) -> str: return self.get_plugin_name(plugin_id) or plugin_id
-
-# %% ../../nbs/09_base.ipynb #7c71bf6c
-@patch
-def get_plugin_resources(self:BaseJobManager, plugin_id:str) -> Dict[str, int]:
-    "The resource slots a job of this plugin holds while it runs (default: `plugin_resources`)."
-    return self.plugin_resources.get(self._plugin_name(plugin_id), {})
-
-@patch
-def get_plugin_parameters(self:BaseJobManager, plugin_id:str) -> Any:
-    "This plugin's parameter declaration (a dataclass or a JSON-schema dict), or None to accept any."
-    return self.plugin_parameters.get(self._plugin_name(plugin_id))
-
-@patch
 def _resource_error(self:BaseJobManager, needs:Mapping[str, int]) -> Optional[str]:
     if not isinstance(needs, Mapping): return f"resource needs must be a mapping of name -> count, got {needs!r}"
     if not any(needs.values()): return None
     if self.resource_pool is None: return f"needs resources {dict(needs)} but this manager has no resource limits"
     return self.resource_pool.check(needs)
-
-@patch
-def check_streaming_support(self:BaseJobManager, plugin_id:str) -> bool:
-    "Whether jobs of this plugin stream (known once a worker has reported its plugins)."
-    info = self._plugin_info.get(self._plugin_name(plugin_id))
-    return bool(self.supports_streaming and info and info.get('streaming'))
 
 # %% ../../nbs/09_base.ipynb #538ac130
 @patch
@@ -260,7 +216,7 @@ def _pool_broken(self:BaseJobManager, reason:str):
     "The pool says no worker can run jobs any more: fail what waits, refuse new jobs."
     self.lifecycle.break_down(reason)
     log.error("%s manager is broken: %s", self.worker_type, reason)
-    for job_id in self._queue.job_ids() + list(self.runs.retry_timers):
+    for job_id in self.runs.waiting_ids():
         self._drop_queued(job_id)
         self._finish(self.jobs[job_id], FAILED, error=reason)
     if self._wants_events(): self._emit('manager_broken', {'reason': reason})
@@ -448,72 +404,10 @@ async def stream_job(self:BaseJobManager, job_id:str) -> AsyncIterator[str]:
         await asyncio.shield(fut)
 
 # %% ../../nbs/09_base.ipynb #1f4f10fe
-@patch
-def get_job(self:BaseJobManager, job_id:str) -> Optional[JobType]:
-    "Get a job by ID: from memory, else (finished jobs of earlier runs) from the journal, output included."
-    job = self.jobs.get(job_id)
-    if job is None and self.durable is not None:
-        row = self.durable.get(job_id)  # one indexed row: a fraction of a millisecond
-        if row is not None: job = job_from_row(self, row)
-    return job
-
-@patch
-def get_all_jobs(self:BaseJobManager) -> List[JobType]:
-    "Get all jobs, oldest first."
-    return list(self.jobs.values())
-
-@patch
-def get_job_result(self:BaseJobManager, job_id:str) -> Optional[Dict[str, Any]]:
-    "A finished job's outcome in the reference library's shape: `{'status': 'success', 'data': result}`, or `{'status': 'error' | 'cancelled', 'error': why}`; None until it has ended. Like `get_job`, from the journal for jobs of earlier runs."
-    job = self.get_job(job_id)
-    if job is None or not job.is_terminal: return None
-    if job.status == COMPLETED: return {'status': 'success', 'data': job.result}
-    if job.status == CANCELLED:
-        out = {'status': 'cancelled', 'error': job.error}
-        if job.result is not None: out['data'] = job.result  # it finished before it could stop
-        return out
-    return {'status': 'error', 'error': job.error}  # failed, or interrupted by a restart of the app
-
 @patch(as_prop=True)
 def worker_process(self:BaseJobManager):
     "A live worker's process (`pid`, `is_alive()`), as the reference library's single worker; None while no worker runs."
     return self.pool.process()
-
-# %% ../../nbs/09_base.ipynb #35cbad6f
-@patch
-def clear_completed_jobs(self:BaseJobManager) -> int:
-    "Forget finished jobs (in memory, and in the journal); returns how many were in memory."
-    done = [j for j, job in self.jobs.items() if job.is_terminal]
-    for j in done: del self.jobs[j]
-    if self._journal is not None: self._journal.forget_finished(utc_now_iso())  # earlier runs' too
-    return len(done)
-
-@patch
-def forget_jobs(self:BaseJobManager, job_ids:Iterable[str]) -> int:
-    "Forget these jobs if they have finished (in memory, and in the journal); returns how many it forgot."
-    gone = []
-    for j in job_ids:
-        job = self.jobs.get(j)
-        if job is not None and not job.is_terminal: continue  # waiting or running: not forgotten
-        if self.jobs.pop(j, None) is not None or self._journal is not None: gone.append(j)
-    if gone and self._journal is not None: self._journal.forget(gone)
-    return len(gone)
-
-@patch
-async def retry_job(self:BaseJobManager, job_id:str) -> JobType:
-    "Run a finished job again as a new job: the same plugin, parameters and options, linked both ways (`retry_of`, `retried_as`)."
-    old = self.get_job(job_id)
-    if old is None: raise KeyError(f"unknown job id {job_id!r}")
-    if not old.is_terminal: raise ValueError(f"job {job_id} has not finished ({old.status}): only a finished job can be retried")
-    if old.submitted_params is None: raise ValueError(f"job {job_id} does not record what it was submitted with, so it cannot be retried")
-    new = await self.submit_job(old.plugin_id, dict(old.submitted_params), priority=old.priority, time_limit=old.time_limit,
-                                max_retries=old.max_retries, retry_on_worker_death=old.retry_on_worker_death,
-                                resources=old.resources, owner=old.owner, durable_start=old.durable_start)
-    new.retry_of, old.retried_as = old.id, new.id
-    if self._journal is not None:
-        self._journal.job(new)
-        self._journal.job(old)
-    return new
 
 # %% ../../nbs/09_base.ipynb #323f238c
 @patch
@@ -526,27 +420,6 @@ async def cancel_job(self:BaseJobManager, job_id:str) -> bool:
         except asyncio.TimeoutError: log.error("job %s did not end after its worker was killed", job_id)
     return job.status == CANCELLED
 
-# %% ../../nbs/09_base.ipynb #d6677e62
-@patch
-async def reload_plugin(self:BaseJobManager, plugin_name:str, config:Dict[str, Any]) -> bool:
-    "Reload a plugin with new configuration in every worker; True if all succeeded."
-    self._plugin_configs[plugin_name] = config
-    done = await self.pool.command_all(WorkerRequestType.RELOAD, {'plugin_name': plugin_name, 'config': config},
-                                       self.worker_config.reload_timeout_seconds)
-    if self.resource_manager is not None:  # at once: the resource manager shows what each worker now has loaded
-        resource = self._extract_plugin_resource_identifier(config or {})
-        for h, ok in done:
-            if ok: self._call_rm('update_worker_state', h.pid, plugin_name=plugin_name, plugin_id=self._plugin_ids.get(plugin_name, plugin_name),
-                                 loaded_plugin_resource=resource, config=config)
-    return all(ok for _, ok in done)
-
-@patch
-async def unload_plugin(self:BaseJobManager, plugin_name:str) -> bool:
-    "Unload a plugin from every worker to free resources; True if all succeeded."
-    done = await self.pool.command_all(WorkerRequestType.UNLOAD, {'plugin_name': plugin_name},
-                                       self.worker_config.unload_timeout_seconds)
-    return all(ok for _, ok in done)
-
 # %% ../../nbs/09_base.ipynb #6f65ac77
 @patch(as_prop=True)
 def state(self:BaseJobManager) -> WorkerState:
@@ -557,29 +430,6 @@ def state(self:BaseJobManager) -> WorkerState:
 def health(self:BaseJobManager) -> Dict[str, Any]:
     "A snapshot of the manager and its workers (`managers.health.manager_health`); cheap and non-blocking."
     return manager_health(self)
-
-# %% ../../nbs/09_base.ipynb #ee60c54c
-@patch
-def restore_job(self:BaseJobManager, record:Dict[str, Any], job_class:Optional[str]) -> BaseJob:
-    "Rebuild a job from its journaled fields; by default as its recorded class if importable (else `BaseJob`)."
-    return job_from_record(record, job_class)
-
-@patch
-async def flush_journal(self:BaseJobManager, timeout:float=10.0) -> bool:
-    "Wait until every transition so far is written to the journal; False if that took longer than `timeout`."
-    return True if self.durable is None else await self.durable.flush(timeout)
-
-@patch
-async def job_history(self:BaseJobManager, status:Union[str, List[str], None]=None, plugin_id:Optional[str]=None,
-                      since:Optional[str]=None, until:Optional[str]=None, limit:int=50, offset:int=0,
-                      owner:Optional[str]=None, order:str='created') -> Dict[str, Any]:
-    "Jobs newest first (or longest run first: `order='duration'`), filtered by status, plugin, owner and creation time (ISO, `since` <= t < `until`): {'jobs', 'total'}."
-    if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    statuses = [status] if isinstance(status, str) else list(status or [])
-    if self.durable is None or self._journal is None:
-        return history_in_memory(self.jobs.values(), statuses, plugin_id, since, until, limit, offset, owner, order)
-    rows, total = await self.durable.history(statuses, plugin_id, since, until, limit, offset, owner, order)
-    return {'jobs': [self.jobs.get(r['id']) or job_from_row(self, r) for r in rows], 'total': total}
 
 # %% ../../nbs/09_base.ipynb #806a5a81
 @patch

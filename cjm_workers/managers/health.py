@@ -69,7 +69,7 @@ def manager_health(m) -> Dict[str, Any]:
     journal = m._journal
     return {'worker_type': m.worker_type, 'state': m.state.value, 'broken_reason': m.broken_reason,
             'queued': len(m._queue), 'waiting_to_retry': len(m.runs.retry_timers),
-            'running': sum(1 for h in handles if h.run is not None),
+            'running': len(m.runs.running),
             'restarts': m.pool.restart_count, 'recycled': m.pool.recycled_count,
             'resources': m.resource_pool.usage() if m.resource_pool is not None else {},
             'journal': journal.status() if journal is not None else None, 'start_error': m.start_error,

@@ -75,7 +75,19 @@ class Runs:
     messages to its end (a result, a stop, a time limit, a lost worker), and retries. Used on the manager's loop only."""
     def __init__(self, owner):
         self.owner = owner
+        self.running: Dict[str, WorkerHandle] = {}               # job id -> the worker it was handed to (its `run`)
         self.retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
+
+    def where(self, job_id:str) -> Optional[str]:
+        "Where a job is: 'waiting' (queued), 'retrying' (to be queued again), 'running' (a worker has it) or None (neither)."
+        if job_id in self.running: return 'running'
+        if job_id in self.retry_timers: return 'retrying'
+        if job_id in self.owner._queue: return 'waiting'
+        return None
+
+    def waiting_ids(self) -> list:
+        "Every job that waits for a worker: queued, then waiting to be retried."
+        return self.owner._queue.job_ids() + list(self.retry_timers)
 
     def dispatch(self):
         "Hand waiting jobs to idle workers: best job first among those whose resources are free."
@@ -98,6 +110,7 @@ class Runs:
             # the job is the worker's current one from now until its result or the worker's end
             job = m.jobs[job_id]
             run = h.run = Run(job_id, request, time.monotonic())
+            self.running[job_id] = h
             h.state = "busy"
             job.worker_pid = h.pid
             job.attempt += 1
@@ -213,6 +226,7 @@ class Runs:
         run = h.run
         if run is None or run.job_id != r.job_id: return
         h.run = None
+        self.running.pop(run.job_id, None)
         stop = run.stop
         if stop is not None: stop.cancel_timer()
         if h.state == "busy": h.state = "idle"
@@ -288,7 +302,7 @@ class Runs:
 
     def handle_of(self, job_id:str) -> Optional[WorkerHandle]:
         "The worker running this job, or None."
-        return next((h for h in self.owner.pool.handles() if job_of(h) == job_id), None)
+        return self.running.get(job_id)
 
     def cancel(self, job:BaseJob) -> bool:
         "Cancel an unfinished job: True if it ended at once (it was waiting); else its worker is asked to stop it (once)."
@@ -334,6 +348,7 @@ class Runs:
         m = self.owner
         cfg = m.worker_config
         run, h.run = h.run, None
+        if run is not None: self.running.pop(run.job_id, None)
         stop = run.stop if run is not None else None  # its job was asked to stop (cancel, time limit, shutdown), if it was
         if stop is not None: stop.cancel_timer()
         k = cause.reason if cause.kind is ExitKind.KILLED else None  # why the manager killed it

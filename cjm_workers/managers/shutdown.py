@@ -22,7 +22,7 @@ class Done:
 # %% ../../nbs/36_shutdown.ipynb #abb55eec
 def cancel_everything(m, reason:str) -> None:
     "Cancel manager `m`'s waiting jobs (kept waiting in its journal) and ask its running jobs to stop."
-    for job_id in m._queue.job_ids() + list(m.runs.retry_timers):
+    for job_id in m.runs.waiting_ids():
         m._drop_queued(job_id)
         m._finish(m.jobs[job_id], CANCELLED, error=reason, journal=False)
         # with a journal, a job still waiting at shutdown stays pending there: the next manager on it runs it
@@ -95,7 +95,7 @@ def shut_down_now(m) -> None:
         try: h.close()
         except Exception: pass
     m.lifecycle.finish(forced=bool(handles))
-    waiting = set(m._queue.job_ids()) | set(m.runs.retry_timers)
+    waiting = set(m.runs.waiting_ids())
     for j in m.jobs.values():
         if not j.is_terminal:
             try: m._finish(j, CANCELLED, error=SHUT_DOWN, journal=j.id not in waiting)
