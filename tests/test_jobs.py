@@ -24,22 +24,6 @@ async def test_states_pending_running_completed_with_utc_times(make_manager):
     assert datetime.fromisoformat(done.started_at) >= datetime.fromisoformat(first.completed_at)
 
 
-async def test_terminal_states_are_final(make_manager):
-    m = make_manager()
-    job = await m.start_job('echo', text='x')
-    await m.wait_for_job(job.id, 10)
-    h = m.pool.slots[0].handle
-    from cjm_workers.core.protocol import WorkerResult, WorkerResponse, WorkerResponseType
-    # a late, forged result and progress for a finished job change nothing
-    from cjm_workers.core.jobs import Execution
-    from cjm_workers.managers.runs import Run
-    h.run = Run(job.id, Execution('echo', b'', ()), 0.0)  # as if the worker still ran it
-    m._on_message(h, WorkerResult(job.id, 'error', error='late'))
-    m._on_message(h, WorkerResponse(WorkerResponseType.PROGRESS, {'job_id': job.id, 'progress': 0.1, 'message': 'late'}))
-    assert job.status == 'completed' and job.error is None and job.progress is None
-    assert m._finish(job, 'failed', error='again') is False and job.status == 'completed'
-
-
 async def test_wait_for_job_timeout_and_unknown(make_manager):
     m = make_manager()
     job = await m.start_job('sleep', seconds=5)

@@ -66,3 +66,16 @@ def test_dashboard_example_scopes_jobs_by_session_user(tmp_path):
 def test_async_plugin_example_prints_what_the_readme_says(tmp_path):
     got, printed = run_printing_example(tmp_path, 5)
     assert got == printed
+
+
+def test_scripted_backend_example_runs(tmp_path):
+    "The README's test of a manager on scripted workers passes as written, on the quickstart's manager."
+    readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    script = next(b for b in blocks if 'ScriptedBackend' in b)
+    (tmp_path / 'myapp').mkdir()
+    (tmp_path / 'myapp' / '__init__.py').write_text('')
+    (tmp_path / 'myapp' / 'transcription.py').write_text(blocks[0])
+    (tmp_path / 'main.py').write_text(script)
+    out = subprocess.run([sys.executable, 'main.py'], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

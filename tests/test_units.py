@@ -207,3 +207,18 @@ async def test_the_journal_writes_each_job_as_it_was_when_handed_over():
     finally:
         store.go.set()
         assert await asyncio.to_thread(j.stop, 10)
+
+
+async def test_terminal_states_are_final_whatever_arrives_late(fake):
+    m, b = await fake()
+    w = b.started[0]
+    job = await m.start_job('echo', text='x')
+    w.started(); w.result({'text': 'x'})
+    late = await m.start_job('echo', text='y')  # the worker has moved on; messages about the first job are late
+    w.result(error='late', job_id=job.id)
+    w.progress(0.1, 'late', job_id=job.id)
+    w.chunk('late', job_id=job.id)
+    assert (job.status, job.error, job.progress, job.output_chunks) == ('completed', None, None, [])
+    assert m._finish(job, 'failed', error='again') is False and job.status == 'completed'
+    w.result({'text': 'y'})
+    assert late.status == 'completed'

@@ -90,6 +90,9 @@ class WorkerHandle(Protocol):
     killed: bool                   # the manager killed it (rather than it stopping when asked)
     last_heard: float              # monotonic time of its last message (heartbeats)
     run: Any                       # the manager's record of the job it runs (managers.runs.Run); never read by the backend
+    ready: Any                     # a future, made by `start`: True once the worker reports ready, False if it ended first
+    exited: Any                    # a future, made by `start`: the exit code, once the worker has ended
+    exitcode: Optional[int]        # the exit code, once it has ended (negative: the signal that ended it)
     async def start(self, init:Any) -> None: "Start the worker and send it `init`; raises if it cannot be started."
     def send(self, msg:Any) -> None: "Send a request (pickled here) without blocking."
     def send_bytes(self, data:bytes) -> None: "Send one pickled message without blocking."

@@ -52,7 +52,7 @@ from ..core.store import JobStore, open_store
 from ..extensions.protocols import EventBroadcasterProtocol, PluginRegistryProtocol, ResourceManagerProtocol
 from .durable import Durable, recover_job
 from .health import WorkerState, manager_health
-from .intake import Unsendable, admit, execution_of
+from .intake import Unsendable, admit, big_execution_of, execution_of, is_big_request
 from .journal import Journal
 from .lifecycle import Lifecycle
 from .plugins import CrashLoops, PluginHooks, load_registry
@@ -287,8 +287,8 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
     if not self.pool.ready_once or self._loop is not asyncio.get_running_loop():
         await self.start()  # the first job waits for the first workers: one that cannot start raises WorkerStartError here
-    a = admit(self, plugin_id, params, priority=priority, time_limit=time_limit, max_retries=max_retries,  # bad input raises:
-              retry_on_worker_death=retry_on_worker_death, resources=resources, owner=owner, durable_start=durable_start)  # nothing recorded
+    a = admit(self, plugin_id, params, (priority, time_limit, max_retries, retry_on_worker_death, resources, owner,
+                                         durable_start))  # bad input raises here: nothing is recorded
     job = a.job
     job.status = PENDING
     self.jobs[job.id] = job
@@ -296,7 +296,8 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
         err = await self._validate_resources(plugin_id, self._plugin_configs.get(a.plugin_name, {}))
         if err: return self._failed(job, str(err))
         if not self.lifecycle.accepting: return self._failed(job, self.broken_reason or "the manager shut down before the job was queued")
-    try: request = await execution_of(self, a)  # one value for the queue, the worker's current job and the journal
+    # the Execution: one value for the queue, the worker's run and the journal
+    try: request = await big_execution_of(self, a) if is_big_request(a) else execution_of(self, a)
     except Unsendable as e: return self._failed(job, str(e))
     if request.payload.__class__ is list and (job.is_terminal or self.lifecycle.closing):  # cancelled or shut down while split
         self._finish(job, CANCELLED, error="cancelled: the manager shut down before the job was queued")

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['known_plugin', 'plugins_text', 'apply_options', 'check_job_options', 'Admission', 'admit', 'Unsendable',
-           'execution_of']
+           'is_big_request', 'execution_of', 'big_execution_of']
 
 # %% ../../nbs/34_intake.ipynb #144c280e
 import pickle
@@ -70,8 +70,8 @@ class Admission(NamedTuple):
     params: Any                     # what `prepare_execute_request` returned
     prep_error: Optional[Exception] # what it raised instead: the job is recorded, then fails with it
 
-def admit(m, plugin_id:str, params:Mapping[str, Any], **options) -> Admission:
-    "Create the job for `plugin_id` and check it and its parameters; raises (nothing recorded) on bad input."
+def admit(m, plugin_id:str, params:Mapping[str, Any], options:tuple=()) -> Admission:
+    "Create the job for `plugin_id` and check it and its parameters; raises (nothing recorded) on bad input. `options`: `apply_options`' arguments, in order."
     if m._crash_loops.active: m._crash_loops.check(plugin_id)
     name = m._plugin_name(plugin_id)
     if known_plugin(m, plugin_id, name) is False: raise ValueError(f"plugin {plugin_id!r} not found: {plugins_text(m)}")
@@ -79,7 +79,7 @@ def admit(m, plugin_id:str, params:Mapping[str, Any], **options) -> Admission:
     if not isinstance(job, BaseJob): raise TypeError(f"create_job must return a BaseJob, got {type(job).__name__}")
     if job.submitted_params is None: job.submitted_params = params
     if job.id in m.jobs: raise ValueError(f"create_job returned a job id already in use: {job.id!r}")
-    apply_options(job, **options)
+    if options and options.count(None) != len(options): apply_options(job, *options)
     if (job.priority.__class__ is int and job.time_limit is None and job.max_retries is None and job.resources is None
         and not job.durable_start and m.resource_pool is None and not m.plugin_resources): needs = ()  # nothing to check
     else: needs = check_job_options(m, job)
@@ -95,19 +95,27 @@ def admit(m, plugin_id:str, params:Mapping[str, Any], **options) -> Admission:
 class Unsendable(Exception):
     "A recorded job's execute request cannot be built or sent to a worker; the message says why."
 
-async def execution_of(m, a:Admission) -> Execution:
-    "The job's execute request, pickled once (big values as chunks beside it); `Unsendable` if it cannot be."
-    params = a.params
+def is_big_request(a:Admission) -> bool:
+    "Whether the job's parameters hold values big enough to travel beside the pickle (`core.payloads`)."
+    p = a.params
+    return a.prep_error is None and p.__class__ is dict and bool(p) and is_big(p)
+
+def execution_of(m, a:Admission, params:Any=None, chunks:Optional[list]=None) -> Execution:
+    "The job's execute request, pickled once (with `chunks` beside it, if given); `Unsendable` if it cannot be."
     try:
         if a.prep_error is not None: raise a.prep_error
+        if chunks is None: params = a.params
         # a `stream` parameter decides (as in the reference library, where it also reaches the plugin), else the job's metadata
         stream = params['stream'] if isinstance(params, dict) and 'stream' in params else a.job.metadata.get('stream', True)
-        chunks = None
-        if params.__class__ is dict and params and is_big(params):
-            params, chunks = await split_async(params)  # big values go beside the pickle, a chunk per turn of the loop
         req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': a.job.id, 'plugin_name': a.plugin_name, 'params': params,
                             'stream': m.supports_streaming and bool(stream)})
         payload = pickle.dumps(req, pickle.HIGHEST_PROTOCOL)
         if chunks: payload = frames(payload, chunks)
     except Exception as e: raise Unsendable(f"job parameters cannot be sent to a worker: {describe_error(e)}") from e
     return Execution(a.plugin_name, payload, a.needs)
+
+async def big_execution_of(m, a:Admission) -> Execution:
+    "`execution_of` for a big request: its big values are split off a chunk per turn of the loop, never all at once."
+    try: params, chunks = await split_async(a.params)
+    except Exception as e: raise Unsendable(f"job parameters cannot be sent to a worker: {describe_error(e)}") from e
+    return execution_of(m, a, params, chunks)
