@@ -6,11 +6,12 @@
 __all__ = ['log', 'READ_SIZE', 'LocalWorkerHandle', 'LocalBackend']
 
 # %% ../../nbs/08_local.ipynb #a94565c1
-import asyncio, atexit, logging, os, pickle, signal, time, weakref
+import asyncio, atexit, functools, json, logging, os, pickle, signal, sys, time, weakref
 import multiprocessing, multiprocessing.util
 from typing import Any, Callable, Dict, Optional
 
 from .base import ExitCause, HandleBase, describe_exit
+from ..core.config import PRELOAD_VAR, START_METHODS
 from ..core.protocol import FRAME_HEADER, WorkerRequest, frame, frame_header
 from ..core.reaper import kill_marked, worker_marker
 from ..core.worker import run_entry_point
@@ -23,6 +24,18 @@ READ_SIZE = 1 << 18
 # %% ../../nbs/08_local.ipynb #a1593101
 _live_handles: "weakref.WeakSet[LocalWorkerHandle]" = weakref.WeakSet()
 _atexit_registered = False
+_preloads: list = []  # entry points' modules the fork server imports when it starts (backends.preload)
+
+def _preload_for(entry_point) -> None:
+    "Ask the fork server to import `entry_point`'s module, if it has not started yet (it reads the list once)."
+    fn = entry_point
+    while isinstance(fn, functools.partial): fn = fn.func
+    mod = getattr(fn, '__module__', None)
+    if mod and mod != '__main__' and mod not in _preloads:
+        _preloads.append(mod)
+        # the server inherits it when it starts; backends.preload reads it there
+        os.environ[PRELOAD_VAR] = json.dumps({'modules': _preloads, 'path': [p for p in sys.path if p]})
+    multiprocessing.get_context('forkserver').set_forkserver_preload(['cjm_workers.backends.preload'])
 
 def _kill_all_at_exit():
     for h in list(_live_handles): h.kill_now()
@@ -43,9 +56,10 @@ class _Joining:
 
 class LocalWorkerHandle(HandleBase):
     "A worker process on this machine: its pipes, its state and its current job, as seen by the manager."
-    def __init__(self, slot:int, name:str, entry_point:Callable, on_message:Callable, on_exit:Callable):
+    def __init__(self, slot:int, name:str, entry_point:Callable, on_message:Callable, on_exit:Callable,
+                 start_method:str='forkserver'):
         super().__init__(slot, name, on_message, on_exit)
-        self.entry_point = entry_point
+        self.entry_point, self.start_method = entry_point, start_method
         self.process = None
         self.psproc = None                       # psutil.Process, kept for CPU % deltas
         self.children: tuple = ()                # latest sample: (pid, create time) of each process below it
@@ -73,10 +87,12 @@ class LocalWorkerHandle(HandleBase):
             self.state = "dead"
             raise TypeError(f"the worker entry point {self.entry_point!r} cannot be pickled, so no worker can be spawned with it "
                             f"(use a module-level function, or a functools.partial of one): {e}") from e
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context(self.start_method)
+        if self.start_method == 'forkserver': _preload_for(self.entry_point)
         parent, child = ctx.Pipe(duplex=True)
         ctl_r, ctl_w = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=run_entry_point, args=(entry, child, child, ctl_r), name=self.name, daemon=False)
+        self.process = ctx.Process(target=run_entry_point, args=(entry, child, child, ctl_r, os.getpid(), dict(os.environ)),
+                                   name=self.name, daemon=False)
         self.started_at = time.time()
         self.state = "starting"
         _ensure_exit_hook()
@@ -308,11 +324,15 @@ class LocalWorkerHandle(HandleBase):
 
 # %% ../../nbs/08_local.ipynb #951cdc65
 class LocalBackend:
-    "Workers as spawn processes on this machine: the default `WorkerBackend`."
-    def __init__(self): self._procs: Dict[int, Any] = {}  # pid -> psutil.Process, kept between samples
+    "Workers as processes on this machine, forked from a preloaded server (default) or spawned: the default `WorkerBackend`."
+    def __init__(self, start_method:str='forkserver'):
+        if start_method not in START_METHODS: raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
+        if start_method == 'forkserver' and 'forkserver' not in multiprocessing.get_all_start_methods(): start_method = 'spawn'
+        self.start_method = start_method
+        self._procs: Dict[int, Any] = {}  # pid -> psutil.Process, kept between samples
 
     def make_handle(self, slot:int, name:str, entry_point:Callable, on_message:Callable, on_exit:Callable) -> LocalWorkerHandle:
-        return LocalWorkerHandle(slot, name, entry_point, on_message, on_exit)
+        return LocalWorkerHandle(slot, name, entry_point, on_message, on_exit, self.start_method)
 
     def sample(self, handles) -> Dict[int, Any]:
         "pid -> ProcessSample of these workers (blocking: reads /proc; the monitor calls it from its thread)."

@@ -15,6 +15,7 @@ from .adapters import default_result_adapter
 from .context import JobCancelled, JobContext
 from .errors import error_kind
 from .reaper import kill_marked, kill_tree, mark_worker
+from . import reaper
 from . import payloads
 from .protocol import (FRAME_HEADER, PluginManagerAdapter, frame, frame_header, WorkerRequest, WorkerRequestType, WorkerResponse,
                                        WorkerResponseType, WorkerResult, WorkerStreamChunk)
@@ -543,9 +544,15 @@ def base_worker_process(
 
 def run_entry_point(
     entry:bytes, # The manager's entry point, pickled (by reference: a module-level function or a partial of one)
-    request_queue, result_queue, response_queue # The worker's ends of the pipes, passed on to the entry point
+    request_queue, result_queue, response_queue, # The worker's ends of the pipes, passed on to the entry point
+    manager_pid:Optional[int]=None, # The manager's process (not this one's parent when a fork server started it)
+    environ:Optional[Dict[str, str]]=None # The manager's environment when it started this worker
 ):
     "What a worker process runs: import the entry point here, reporting a failure to the manager, then call it."
+    if manager_pid is not None: reaper.MANAGER_PID = manager_pid  # what the worker's marker names (core.reaper)
+    if environ is not None and environ != os.environ:  # a fork server's copy is as old as the server: the manager's is now
+        os.environ.clear()
+        os.environ.update(environ)
     try: fn = pickle.loads(entry)
     except BaseException as e:
         _report_start_error(request_queue, f"the worker entry point cannot be imported: {describe_error(e)}")

@@ -115,7 +115,7 @@ class BaseJobManager(PluginHooks, JobRecords, ABC, Generic[JobType]):
         self.job_store: Optional[JobStore] = open_store(job_store)
         if durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
         self.durable_start = bool(durable_start)
-        self.worker_backend: WorkerBackend = worker_backend if worker_backend is not None else LocalBackend()
+        self.worker_backend: WorkerBackend = worker_backend if worker_backend is not None else LocalBackend(cfg.start_method)
         if not isinstance(self.worker_backend, WorkerBackend):
             raise TypeError(f"worker_backend must have make_handle, sample and close (backends.base.WorkerBackend), got {type(worker_backend).__name__}")
         self._wire(cfg)
