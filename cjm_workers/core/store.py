@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['log', 'JOB_COLUMNS', 'ROW_FIELDS', 'Queued', 'ORDERS', 'StoreError', 'JobStore', 'to_json', 'json_array',
-           'longest_first', 'run_seconds', 'job_fields', 'StoredJob', 'stored_job', 'job_columns', 'job_class_path',
-           'job_row', 'MemoryJobStore', 'SQLiteJobStore', 'open_store']
+           'longest_first', 'run_seconds', 'job_fields', 'StoredJob', 'stored_job', 'as_stored', 'job_columns',
+           'job_class_path', 'job_row', 'MemoryJobStore', 'SQLiteJobStore', 'open_store']
 
 # %% ../../nbs/16_store.ipynb #ff8f53f8
 import base64, dataclasses, datetime, enum, fcntl, functools, json, keyword, logging, os, sqlite3, threading, uuid
@@ -109,7 +109,7 @@ def _claim_in_process(store, owner):
 def _release_in_process(store, owner):
     with _claims_lock: _claims.discard((id(store), owner))
 
-def _job_id(job) -> str: return job.columns[0] if job.__class__ is StoredJob else job['id'] if isinstance(job, dict) else job.id
+def _job_id(job) -> str: return job[0][0] if job.__class__ is tuple else job['id'] if isinstance(job, dict) else job.id
 
 _NOT_RECORDED = frozenset(JOB_COLUMNS + ('job_class',))
 _readers: Dict[type, tuple] = {}  # job class -> (its fields reader, its columns-and-record reader or None)
@@ -139,27 +139,38 @@ def _readers_of(cls) -> tuple:
 def job_fields(job) -> Dict[str, Any]:
     "A job given to `write` as a dict of its fields, without its output."
     if isinstance(job, dict): return job
-    if job.__class__ is StoredJob: return {**dict(zip(JOB_COLUMNS, job.columns)), **job.record}
+    if job.__class__ is tuple: return {**dict(zip(JOB_COLUMNS, job[0])), **json.loads(job[1])}  # a StoredJob
     return (_readers.get(type(job)) or _readers_of(type(job)))[0](job)
 
 class StoredJob(NamedTuple):
-    "A job read once, as `write` stores it: a snapshot that no later change of the job reaches."
+    """A job read once, as `write` stores it: a snapshot that no later change of the job reaches. `as_stored(stored_job(job))` makes
+    it as a plain tuple of this layout (`StoredJob._make` names it): its record is already JSON and its values are atoms,
+    so the GC untracks it at once, however long it waits to be written (it never untracks a NamedTuple instance)."""
     columns: tuple               # its JOB_COLUMNS values
-    record: Dict[str, Any]       # the fields `record` holds (the job's own containers, by reference)
+    record: str                  # the other fields (`record`), as JSON
+    owner: Optional[str]         # who submitted it (the `job_owner` column)
     job_class: Optional[str]     # 'module:qualname', given with its first write
 
-def stored_job(job, job_class:Optional[str]=None) -> StoredJob:
-    "Read `job` (a dataclass job or a dict of fields) once, with the readers made for its class."
-    if not isinstance(job, dict):
-        r = _readers.get(type(job)) or _readers_of(type(job))
-        if r[1] is not None: return StoredJob(*r[1](job), job_class)
-        job = r[0](job)
-    return StoredJob(tuple(job.get(c) for c in JOB_COLUMNS), {k: v for k, v in job.items() if k not in _NOT_RECORDED},
-                     job_class or job.get('job_class'))
+def stored_job(job, job_class:Optional[str]=None, extra:tuple=()) -> tuple:
+    """Read `job` (a dataclass job or a dict of fields) once, with the readers made for its class: a StoredJob's fields
+    in one flat tuple, its JOB_COLUMNS values first, then `extra` (`as_stored` makes the StoredJob). Flat and made of
+    atoms, it is untracked by the GC's first look at it."""
+    columns, record = job_columns(job)
+    status = columns[_STATUS_AT]
+    if status.__class__ is not str and isinstance(status, enum.Enum):  # a plain str: an enum member is an object the GC tracks
+        columns = (*columns[:_STATUS_AT], status.value, *columns[_STATUS_AT + 1:])
+    return (*columns, to_json(record), record.get('owner'), job_class or job_class_path(job), *extra)
+
+def as_stored(flat:tuple) -> tuple:
+    "The StoredJob (a plain tuple of its layout) of `stored_job`'s flat tuple."
+    n = len(JOB_COLUMNS)
+    return (flat[:n], flat[n], flat[n + 1], flat[n + 2])
+
+_STATUS_AT = JOB_COLUMNS.index('status')
 
 def job_columns(job) -> Tuple[tuple, Dict[str, Any]]:
     "A job given to `write` as (its JOB_COLUMNS values, a dict of the fields `record` holds)."
-    if job.__class__ is StoredJob: return job.columns, job.record
+    if job.__class__ is tuple: return job[0], json.loads(job[1])  # a StoredJob
     if not isinstance(job, dict):
         r = _readers.get(type(job)) or _readers_of(type(job))
         if r[1] is not None: return r[1](job)
@@ -171,14 +182,20 @@ def _class_path(cls) -> str: return f"{cls.__module__}:{cls.__qualname__}"
 
 def job_class_path(job) -> Optional[str]:
     "'module:qualname' of a job given to `write`, which a restart rebuilds it as; a dict of fields says it as `job_class`."
-    if job.__class__ is StoredJob: return job.job_class
+    if job.__class__ is tuple: return job[3]  # a StoredJob
     return job.get('job_class') if isinstance(job, dict) else _class_path(type(job))
+
+def _encoded(job) -> Tuple[tuple, str, Optional[str]]:
+    "A job given to `write` as (its JOB_COLUMNS values, its record as JSON, its owner)."
+    if job.__class__ is tuple: return job[0], job[1], job[2]  # a StoredJob
+    columns, record = job_columns(job)
+    return columns, to_json(record), record.get('owner')
 
 def job_row(job, queued:Optional[Queued]) -> Dict[str, Any]:
     "The row a store keeps for a job given to `write`."
-    columns, record = job_columns(job)
+    columns, record, _ = _encoded(job)
     row = dict(zip(JOB_COLUMNS, columns))
-    row['record'] = to_json(record)
+    row['record'] = record
     if queued is None: row.update(plugin_name=None, payload=None, needs=None, job_class=None)
     else: row.update(plugin_name=queued[0], payload=queued[1], needs=to_json(queued[2] or ()), job_class=job_class_path(job))
     return row
@@ -282,11 +299,11 @@ def _params(owner, jobs, queued) -> list:
     "The parameters of an upsert of `jobs` (with their requests, when `queued` is given), flat, as `_upsert_sql` lays them out."
     params = []
     for j in jobs:
-        columns, record = job_columns(j)
+        columns, record, job_owner = _encoded(j)
         params.append(owner)
         params += columns
-        params.append(to_json(record))
-        params.append(record.get('owner'))  # job_owner: who submitted it (set once; indexed for the owner filter)
+        params.append(record)
+        params.append(job_owner)  # who submitted it (set once; indexed for the owner filter)
         if queued is not None:
             q = queued[_job_id(j)]
             params += (q[0], q[1], to_json(q[2] or ()), job_class_path(j))

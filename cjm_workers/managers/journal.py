@@ -10,7 +10,7 @@ import asyncio, logging, queue, threading, time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..core.jobs import TERMINAL_STATUSES
-from ..core.store import JOB_COLUMNS, JobStore, StoredJob, job_class_path, stored_job
+from ..core.store import JOB_COLUMNS, JobStore, StoredJob, as_stored, job_class_path, stored_job
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +19,19 @@ OUTPUT_CUT = "\n[… output cut here: the journal keeps {cap:,} characters per j
 HAND_OVER_CHUNK = 512  # snapshots taken per turn of the event loop: about a millisecond
 
 class Snapshot(NamedTuple):
-    "One job's state at one moment, taken on the event loop: what crosses to the writer thread."
-    row: StoredJob          # its fields but the output, as the store takes them (with its class when first queued)
-    chunks: list            # its output list (only appended to while its attempt lasts: a retry starts a new one)
+    """One job's state at one moment, taken on the event loop: what crosses to the writer thread. Made flat, as one plain
+    tuple (the GC never untracks a NamedTuple instance, and untracks nested tuples one level per collection): the fields
+    of `core.store.stored_job`, then the four below. Without output it holds only atoms, so the GC's first look untracks
+    it. Snapshots of a burst wait for their write; tracked, they would be promoted and bring full collections, which
+    stop the event loop too, sooner."""
+    row: StoredJob          # its fields but the output, flat (`as_stored` makes the StoredJob the store takes)
+    chunks: Optional[list]  # its output list, if it has output (only appended to: a retry starts a new one)
+    chunks_id: int          # which output list that is (a retry's new list has another)
     n: int                  # how many pieces of it existed then
     mark: Optional[str]     # 'waiting': journal it as still waiting; 'dispatched': as running, now
 
 _STATUS, _COMPLETED_AT, _ERROR = (JOB_COLUMNS.index(c) for c in ('status', 'completed_at', 'error'))
+_CHUNKS, _CHUNKS_ID, _N, _MARK = range(len(JOB_COLUMNS) + 3, len(JOB_COLUMNS) + 7)  # a Snapshot's own fields, after the row's
 
 class Journal:
     "Journals one manager's jobs to a store from a background thread; see the module text."
@@ -101,8 +107,9 @@ class Journal:
             q = stash.pop(job.id, None) if stash else None
             if q is not None: requests[job.id] = q
             chunks = job.output_chunks
-            snaps.append(Snapshot(stored_job(job, None if q is None else job_class_path(job)), chunks, len(chunks),
-                                  marks.get(job.id) if marks else None))
+            n = len(chunks)
+            snaps.append(stored_job(job, None if q is None else job_class_path(job),
+                                    (chunks if n else None, id(chunks), n, marks.get(job.id) if marks else None)))  # a Snapshot
         h[1] = end
         done = end == len(jobs)
         if done: self._handing = None
@@ -191,7 +198,7 @@ class Journal:
         forget, waiters, stop, before = [], [], False, None
         for kind, a, b, *c in items:
             if kind == 'batch':
-                for s in a: snaps[s.row.columns[0]] = s
+                for s in a: snaps[s[0]] = s
                 if b: requests.update(b)
                 if c[0]: thens += c[0]
             elif kind == 'flush': waiters.append(a)
@@ -232,7 +239,7 @@ class Journal:
             else: self._outs[k] = st
         if self._outs:
             for s in snaps.values():
-                if s.row.columns[_STATUS] in TERMINAL_STATUSES: self._outs.pop(s.row.columns[0], None)
+                if s[_STATUS] in TERMINAL_STATUSES: self._outs.pop(s[0], None)
         for then in thens:
             try: then()
             except Exception: log.exception("journal %s: a durable start's callback failed", self.owner)
@@ -243,20 +250,22 @@ class Journal:
         for i, s in enumerate(snaps):
             # hand the GIL to the event loop now and then, rather than make it wait a whole switch interval (5 ms)
             if i % 256 == 255: time.sleep(0)
-            row = s.row
-            if s.mark is not None:
-                cols = list(row.columns)
-                if s.mark == 'waiting': cols[_STATUS], cols[_COMPLETED_AT], cols[_ERROR] = 'pending', None, None
+            row, mark = as_stored(s), s[_MARK]
+            if mark is not None:
+                cols = list(row[0])
+                if mark == 'waiting': cols[_STATUS], cols[_COMPLETED_AT], cols[_ERROR] = 'pending', None, None
                 elif cols[_STATUS] == 'pending': cols[_STATUS] = 'running'  # dispatched: handed over
-                row = row._replace(columns=tuple(cols))
+                row = (tuple(cols), *row[1:])
             rows.append(row)
-            if s.n or self._outs: self._output(row.columns[0], s.chunks, s.n, outputs, advanced)  # a retry may have started over
+            if s[_N] or self._outs: self._output(s[0], s, outputs, advanced)  # a retry may have started over
         return rows, outputs, advanced
 
-    def _output(self, job_id:str, chunks:list, n:int, outputs, advanced):
-        "Add the job's output not written yet (of its first `n` pieces) to `outputs`, and to `advanced` how far that takes it (None: nothing kept)."
+    def _output(self, job_id:str, s:Snapshot, outputs, advanced):
+        "Add the job's output not written yet (of the snapshot's `n` pieces) to `outputs`, and to `advanced` how far that takes it (None: nothing kept)."
+        chunks, n = s[_CHUNKS], s[_N]
         st = self._outs.get(job_id)
-        if st is None or st[0] is not chunks:  # first output, or a retry started its output over
+        # st[0] is the list written from, kept alive here: no later list can have its id
+        if st is None or id(st[0]) != s[_CHUNKS_ID]:  # first output, or a retry started its output over
             if st is not None:
                 outputs.append((job_id, True, ''))
                 advanced[job_id] = None
