@@ -1,6 +1,6 @@
 """Benchmarks for cjm_workers against a raw multiprocessing.Pipe and concurrent.futures.ProcessPoolExecutor,
 measured in one run on the same machine. Prints a markdown table; ratios matter more than absolute times."""
-import asyncio, multiprocessing as mp, os, signal, statistics, sys, time
+import asyncio, json, multiprocessing as mp, os, pathlib, signal, statistics, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
 
 from cjm_workers.core.config import WorkerConfig
@@ -170,6 +170,10 @@ DRIP = 0.05  # seconds between the chunks of the stream that never checks
 def main():
     us = lambda s: f"{s * 1e6:.0f} µs"
     pool_seq, pool_burst = pool_executor()
+    # the reference library (seed 002, vendored in bench/reference/), in a process of its own, in the same run
+    ref = subprocess.run([sys.executable, str(pathlib.Path(__file__).parent / 'reference_baseline.py')],
+                         capture_output=True, text=True, timeout=600)
+    ref = json.loads(ref.stdout.strip().splitlines()[-1]) if ref.returncode == 0 else None
     c = asyncio.run(cjm())
     raw = c['raw']
     raw_med = statistics.median(raw)
@@ -183,6 +187,8 @@ def main():
         (f"ProcessPoolExecutor, {N_BURST} no-op jobs at once", f"{pool_burst:,.0f} jobs/s", ""),
         (f"cjm_workers, {N_BURST} no-op jobs at once, 1 worker", f"{c['burst']:,.0f} jobs/s", f"{c['burst'] / pool_burst:.2f}× ProcessPoolExecutor"),
         (f"cjm_workers, {N_BURST} no-op jobs at once, 2 workers", f"{c['burst2']:,.0f} jobs/s", ""),
+        (f"reference library (seed 002), {N_BURST} no-op jobs at once, its 1 worker", f"{ref['burst']:,.0f} jobs/s" if ref else "failed",
+         f"cjm_workers (1 worker) {c['burst'] / ref['burst']:.2f}× the reference" if ref else ""),
         (f"{N_CHUNKS:,}-chunk stream delivered to a subscriber", f"{c['stream']:,.0f} chunks/s", "target ≥ 200,000"),
         ("cancel (plugin stops) → next job completes", f"{c['cancel_coop'] * 1e3:.1f} ms", "worker kept"),
         ("cancel (plugin looked once, then ignores it) → next job completes, minus 0.2 s grace", f"{c['cancel_kill'] * 1e3:.1f} ms", "kill + respawn"),
@@ -190,6 +196,9 @@ def main():
          f"killed at once (grace 5 s not waited); a new worker from the fork server; target ≤ 50 ms"),
         ("the same with `start_method='spawn'` (baseline, same run)", f"{c['blind_spare0_spawn'] * 1e3:.1f} ms",
          f"fork server {c['blind_spare0_spawn'] / c['blind_spare0_forkserver']:.1f}× faster"),
+        ("the same in the reference library (seed 002: it terminates its worker and forks the web process anew)",
+         f"{ref['cancel_blind'] * 1e3:.1f} ms" if ref else "failed",
+         f"cjm_workers {ref['cancel_blind'] / c['blind_spare0_forkserver']:.1f}× faster (target ≥ 3×)" if ref else ""),
         ("the same with `spare_workers=1`", f"{c['blind_spare1_forkserver'] * 1e3:.1f} ms", "a ready spare takes over"),
         ("idle worker SIGKILLed → its replacement ready (plugin load excluded)", f"{c['ready_forkserver'] * 1e3:.1f} ms",
          "forked from the preloaded fork server; target ≤ 30 ms"),
@@ -201,6 +210,7 @@ def main():
          f"target < 50 ms; {'same worker' if c['async_same'] else 'WORKER REPLACED'}"),
         ("worker SIGKILL → job marked failed: median / max", f"{c['crash'] * 1e3:.2f} / {c['crash_max'] * 1e3:.2f} ms", "target < 50 ms"),
         ("cold start: first job, the fork server's start included", f"{c['cold'] * 1e3:.0f} ms", ""),
+        ("the same in the reference library (a forked worker)", f"{ref['cold'] * 1e3:.0f} ms" if ref else "failed", ""),
     ]
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
     print("| figure | value | note |\n|---|---|---|")
