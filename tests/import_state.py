@@ -1,7 +1,9 @@
 """A plugin module that sets up state when it is imported (as model code often does), for the worker-start tests."""
-import os
+import os, time
 
+from cjm_workers.core.jobs import BaseJob, new_job_id
 from cjm_workers.core.worker import base_worker_process
+from cjm_workers.managers.base import BaseJobManager
 
 IMPORTED_IN = os.getpid()  # the process that imported this module: the fork server's when it preloaded it
 SEEN: list = []            # made at import; each job appends to it
@@ -21,18 +23,13 @@ def worker(request_queue, result_queue, response_queue):
     base_worker_process(request_queue, result_queue, response_queue, plugin_manager_factory=StatePlugins)
 
 
-class StateManager:
-    "A manager of the 'state' plugin (made on first use: importing managers.base here would make this module heavier)."
-    def __new__(cls, *a, **kw):
-        from cjm_workers.core.jobs import BaseJob, new_job_id
-        from cjm_workers.managers.base import BaseJobManager
-        class _StateManager(BaseJobManager):
-            def __init__(self, *a, **kw): super().__init__('state', 'state', *a, **kw)
-            def create_job(self, plugin_id, **params): return BaseJob(id=new_job_id(), plugin_id=plugin_id, metadata={'params': params})
-            def get_worker_entry_point(self): return worker
-            def prepare_execute_request(self, job): return job.metadata['params']
-            def extract_job_result(self, job, result_data): return result_data
-        return _StateManager(*a, **kw)
+class StateManager(BaseJobManager):
+    "A manager of the 'state' plugin."
+    def __init__(self, *a, **kw): super().__init__('state', 'state', *a, **kw)
+    def create_job(self, plugin_id, **params): return BaseJob(id=new_job_id(), plugin_id=plugin_id, metadata={'params': params})
+    def get_worker_entry_point(self): return worker
+    def prepare_execute_request(self, job): return job.metadata['params']
+    def extract_job_result(self, job, result_data): return result_data
 
 
 async def two_workers(config) -> list:
@@ -43,8 +40,10 @@ async def two_workers(config) -> list:
     try:
         out = []
         for tag in ('a', 'b'):
+            deadline = time.monotonic() + 30  # until a worker that ran no job yet is ready (the last one is replaced)
             while not (m.health()['workers'] and m.health()['workers'][0]['state'] == 'RUNNING'
                        and all(r['pid'] != m.health()['workers'][0]['pid'] for r in out)):
+                if time.monotonic() > deadline: raise TimeoutError("no new worker became ready")
                 await asyncio.sleep(0.01)
             job = await m.start_job('state', tag=tag, env='CJM_TEST_SET_AFTER_START')
             await m.wait_for_job(job.id, 30)

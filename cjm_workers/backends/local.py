@@ -25,17 +25,21 @@ READ_SIZE = 1 << 18
 _live_handles: "weakref.WeakSet[LocalWorkerHandle]" = weakref.WeakSet()
 _atexit_registered = False
 _preloads: list = []  # entry points' modules the fork server imports when it starts (backends.preload)
+_preload_asked = False  # the fork server was told to import backends.preload
 
 def _preload_for(entry_point) -> None:
     "Ask the fork server to import `entry_point`'s module, if it has not started yet (it reads the list once)."
     fn = entry_point
     while isinstance(fn, functools.partial): fn = fn.func
+    global _preload_asked
+    if not _preload_asked:  # the worker code is preloaded whatever the entry point
+        multiprocessing.get_context('forkserver').set_forkserver_preload(['cjm_workers.backends.preload'])
+        _preload_asked = True
     mod = getattr(fn, '__module__', None)
-    if mod and mod != '__main__' and mod not in _preloads:
-        _preloads.append(mod)
-        # the server inherits it when it starts; backends.preload reads it there
-        os.environ[PRELOAD_VAR] = json.dumps({'modules': _preloads, 'path': [p for p in sys.path if p]})
-    multiprocessing.get_context('forkserver').set_forkserver_preload(['cjm_workers.backends.preload'])
+    if not mod or mod == '__main__' or mod in _preloads: return
+    _preloads.append(mod)
+    # the server inherits it when it starts; backends.preload reads it there
+    os.environ[PRELOAD_VAR] = json.dumps({'modules': _preloads, 'path': [p for p in sys.path if p]})
 
 def _kill_all_at_exit():
     for h in list(_live_handles): h.kill_now()

@@ -19,9 +19,9 @@ def worker_marker(manager_pid:int, worker_pid:int) -> str:
     "The marker of the worker `worker_pid` started by the manager process `manager_pid`."
     return f"{manager_pid}.{worker_pid}"
 
-def mark_worker(manager_pid:Optional[int]=None) -> str:
-    "In a worker: put its marker in its environment, so every process it starts carries it; returns the marker.\n    `manager_pid`: the manager's process (a worker forked by a fork server has that server as its parent)."
-    marker = worker_marker(manager_pid or MANAGER_PID or os.getppid(), os.getpid())
+def mark_worker() -> str:
+    "In a worker: put its marker in its environment, so every process it starts carries it; returns the marker.\n    It names the manager's process: `MANAGER_PID` (a fork server's worker has that server as its parent), else the parent."
+    marker = worker_marker(MANAGER_PID or os.getppid(), os.getpid())
     os.environ[MARKER_VAR] = marker
     return marker
 

@@ -6,6 +6,7 @@
 __all__ = ['WorkerState', 'handle_state', 'ProcessSample', 'sample_processes', 'manager_health']
 
 # %% ../../nbs/15_health.ipynb #ff1688e2
+import time
 from enum import Enum
 from typing import Any, Dict, Tuple
 
@@ -57,7 +58,6 @@ def sample_processes(procs:Dict[int, Any]) -> Tuple[Dict[int, ProcessSample], Di
 # %% ../../nbs/15_health.ipynb #8e629d60
 def manager_health(m) -> Dict[str, Any]:
     "A snapshot of manager `m` and its workers; cheap and non-blocking."
-    import time
     now = time.monotonic()
     handles = m.pool.handles()
     ready = {}

@@ -17,6 +17,7 @@ class JobRecords:
     "Reading, paging, forgetting and retrying a manager's jobs: a base class of `BaseJobManager`; see above."
     jobs: Dict[str, BaseJob]      # the manager's: every job of this process, oldest first
     durable: Optional[Durable]    # the manager's journal and store, if it has one
+    _journal: Any                 # the manager's: its journal while it writes, else None
 
     def get_job(self, job_id:str) -> Optional[BaseJob]:
         "Get a job by ID: from memory, else (finished jobs of earlier runs) from the journal, output included."
@@ -51,7 +52,7 @@ class JobRecords:
         "Jobs newest first (or longest run first: `order='duration'`), filtered by status, plugin, owner and creation time (ISO, `since` <= t < `until`): {'jobs', 'total'}."
         if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         statuses = [status] if isinstance(status, str) else list(status or [])
-        if self.durable is None or self.durable.journal is None:
+        if self.durable is None or self._journal is None:
             return history_in_memory(self.jobs.values(), statuses, plugin_id, since, until, limit, offset, owner, order)
         rows, total = await self.durable.history(statuses, plugin_id, since, until, limit, offset, owner, order)
         return {'jobs': [self.jobs.get(r['id']) or job_from_row(self, r) for r in rows], 'total': total}
@@ -64,13 +65,13 @@ class JobRecords:
         "Forget finished jobs (in memory, and in the journal); returns how many were in memory."
         done = [j for j, job in self.jobs.items() if job.is_terminal]
         for j in done: del self.jobs[j]
-        journal = self.durable.journal if self.durable is not None else None
+        journal = self._journal
         if journal is not None: journal.forget_finished(utc_now_iso())  # earlier runs' too
         return len(done)
 
     def forget_jobs(self, job_ids:Iterable[str]) -> int:
         "Forget these jobs if they have finished (in memory, and in the journal); returns how many it forgot."
-        journal = self.durable.journal if self.durable is not None else None
+        journal = self._journal
         gone = []
         for j in job_ids:
             job = self.jobs.get(j)
@@ -89,7 +90,7 @@ class JobRecords:
                                     max_retries=old.max_retries, retry_on_worker_death=old.retry_on_worker_death,
                                     resources=old.resources, owner=old.owner, durable_start=old.durable_start)
         new.retry_of, old.retried_as = old.id, new.id
-        journal = self.durable.journal if self.durable is not None else None
+        journal = self._journal
         if journal is not None:
             journal.job(new)
             journal.job(old)
