@@ -131,7 +131,10 @@ async def test_resource_manager_tracks_every_process_exactly(make_manager):
     for j in jobs: await m.wait_for_job(j.id, 20)
     crash = await m.start_job('crash', how='sigkill')
     await m.wait_for_job(crash.id, 20)
-    await wait_until(lambda: rm.live == {p for p in (w['pid'] for w in m.health()['workers'])} and len(rm.live) == 2,
+    # a worker that has just died stays registered until its exit is reported (a fork server's child is reaped, and its
+    # exit passed on, by that server: a few ms): wait for the registrations to match processes that are all alive
+    await wait_until(lambda: rm.live == {p for p in (w['pid'] for w in m.health()['workers'])} and len(rm.live) == 2
+                     and all(psutil.pid_exists(p) and not gone(p) for p in rm.live),
                      what="registrations to match the live processes")
     assert all(psutil.pid_exists(p) and not gone(p) for p in rm.live)
     for j in jobs: assert (j.worker_pid, 'running', j.id) in rm.states
