@@ -61,8 +61,11 @@ async def test_jobs_wait_in_priority_order_for_the_one_worker(fake):
     first = await m.start_job('echo', text='1')
     low, high = await m.start_job('echo', text='low'), await m.start_job('echo', text='high', priority=5)
     assert m.queued_job_ids() == [high.id, low.id]
-    w._on_message(w, WorkerResult(first.id, 'success', data={}))
-    assert w.execute().data['job_id'] == high.id  # the next hand-over is the best waiting job
+    # `low` was sent ahead to the busy worker before `high` came: the manager takes it back (the worker's answer comes
+    # on the next turn of the loop); with the answer before or after the running job's result, `high` runs next
+    w.result({}, job_id=first.id)
+    await wait_until(lambda: m.runs.where(high.id) == 'running', 2, "the best waiting job to run")
+    assert w.execute().data['job_id'] == high.id and m.runs.where(low.id) == 'held' and low.attempt == 0
 
 
 async def test_a_cancel_of_a_plugin_that_cannot_notice_it_kills_its_worker_at_once(fake):
@@ -222,3 +225,44 @@ async def test_terminal_states_are_final_whatever_arrives_late(fake):
     assert m._finish(job, 'failed', error='again') is False and job.status == 'completed'
     w.result({'text': 'y'})
     assert late.status == 'completed'
+
+
+async def test_jobs_that_must_wait_for_an_idle_worker_are_never_sent_ahead(tmp_path):
+    "A durable_start job (sent once the journal has it) and a job needing a resource wait in the queue, and so does every job behind them."
+    b = ScriptedBackend(PLUGINS)
+    m = DemoJobManager(worker_config=WorkerConfig(max_workers=1), worker_backend=b, job_store=str(tmp_path / 'jobs.db'),
+                       resources={'gpu': 1})
+    try:
+        await asyncio.wait_for(m.start(), 5)
+        w = b.started[0]
+        first = await m.start_job('echo', text='1')
+        durable = await m.start_job('echo', text='2', durable_start=True)
+        behind = await m.start_job('echo', text='3')
+        assert [m.runs.where(j.id) for j in (durable, behind)] == ['waiting', 'waiting'] and not w.held
+        w.started(); w.result({'text': '1'})
+        await wait_until(lambda: len(w.executes) == 2, 5, "the durable job's hand-over")  # once the journal has it
+        assert m.runs.where(durable.id) == 'running' and m.runs.where(behind.id) == 'waiting'  # nothing goes ahead of it
+        w.result({'text': '2'})
+        gpu = await m.start_job('echo', text='4', resources={'gpu': 1})
+        assert m.runs.where(behind.id) == 'running' and m.runs.where(gpu.id) == 'waiting'
+        w.result({'text': '3'})
+        assert m.runs.where(gpu.id) == 'running'
+        w.result({'text': '4'})
+        assert [j.status for j in (first, durable, behind, gpu)] == ['completed'] * 4
+    finally: await asyncio.wait_for(m.shutdown(), 10)
+
+
+async def test_a_job_cancelled_while_its_revoke_is_in_flight_ends_cancelled_and_is_not_queued_again(fake):
+    "The race of a priority change, the job before it ending, and a cancel: the held job became current, was cancelled, then the worker's answer said it never started."
+    m, b = await fake()
+    w = b.started[0]
+    first = await m.start_job('echo', text='1')
+    low = await m.start_job('echo', text='low')
+    high = await m.start_job('echo', text='high', priority=5)  # `low` is asked back; the answer comes on the next turn
+    w.result({}, job_id=first.id)                               # meanwhile the job before it ends: `low` is current
+    assert m.runs.where(low.id) == 'running' and low.status == 'pending'
+    assert m.runs.cancel(low) is False                          # a current job: asked to stop (before the answer comes)
+    await wait_until(lambda: low.is_terminal, 2, "the worker's answer")
+    assert (low.status, low.error, low.attempt) == ('cancelled', 'cancelled before it started', 0)
+    await wait_until(lambda: m.runs.where(high.id) == 'running', 2, "the next job")
+    assert low.id not in m.queued_job_ids() and m.runs.where(low.id) is None

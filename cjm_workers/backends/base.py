@@ -7,6 +7,7 @@ __all__ = ['describe_exit', 'ExitKind', 'ExitCause', 'exit_cause', 'WorkerHandle
 
 # %% ../../nbs/29_backends.ipynb #b4320083
 import signal
+from collections import deque
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Callable, Dict, Iterable, Optional, Protocol, runtime_checkable
@@ -119,6 +120,8 @@ class HandleBase:
         self.intended: Optional[ExitCause] = None # why the manager is ending it (a kill, a failed start, a retirement)
         self.killed = False                       # the manager killed it
         self.run = None                           # the job it runs (managers.runs.Run), set and cleared by the manager
+        self.held: deque = deque()                # the jobs sent ahead to run after it (Runs, oldest first): `prefetch_jobs`
+        self.executes_sent = 0                    # execute requests sent so far: a held job's number for a revoke
         self.plugins: Dict[str, Dict] = {}        # what it reported it can run (READY)
         self.loaded: set = set()                  # the plugins it has loaded now
         self.replies: Dict[str, Any] = {}         # request id -> the future a command waits on

@@ -22,6 +22,9 @@ class _Handle(HandleBase):
         self.backend, self.node, self.process = backend, "scripted", None
         self.sent: List[WorkerRequest] = []      # what the manager sent, in order
         self.controls: List[WorkerRequest] = []  # what it sent on the control channel (cancel requests)
+        self.executes: List[WorkerRequest] = []  # its execute requests, in order: the n-th is number n (`core.worker`)
+        self.done: set = set()                   # numbers of those it has finished (a result) or skipped (revoked)
+        self._first = 1                          # no number below this one is still to do
 
     async def start(self, init:WorkerRequest):
         loop = asyncio.get_running_loop()
@@ -38,9 +41,26 @@ class _Handle(HandleBase):
     def send(self, msg:WorkerRequest):
         self.sent.append(msg)
         if msg.type is WorkerRequestType.STOP and self.backend.obey_stop: asyncio.get_running_loop().call_soon(self.die, 0)
-    def send_bytes(self, data:bytes): self.sent.append(pickle.loads(data))
-    def send_frames(self, datas): self.sent.append(pickle.loads(datas[0]))  # big values stay behind: a script has no use for them
-    def send_control(self, msg:WorkerRequest): self.controls.append(msg)
+    def send_bytes(self, data:bytes): self._got(pickle.loads(data))
+    def send_frames(self, datas): self._got(pickle.loads(datas[0]))  # big values stay behind: a script has no use for them
+    def _got(self, msg:WorkerRequest):
+        self.sent.append(msg)
+        if msg.type is WorkerRequestType.EXECUTE: self.executes.append(msg)
+    def send_control(self, msg:WorkerRequest):
+        "Recorded; a revoke is answered as a worker's control thread does, on the next turn of the loop."
+        self.controls.append(msg)
+        if msg.type is WorkerRequestType.REVOKE:
+            n = msg.data['n']
+            if n > self.current_number() and n not in self.done:  # not begun: it will be skipped
+                self.done.add(n)
+                asyncio.get_running_loop().call_soon(self.say, WorkerResponseType.REVOKED, {'job_id': msg.data['job_id'], 'n': n})
+
+    def current_number(self) -> int:
+        "The number of the execute request it works on now (the first not finished nor skipped); 0 if none."
+        n = self._first
+        while n <= len(self.executes) and n in self.done: n += 1
+        self._first = n  # everything before it is done: the next search starts here
+        return n if n <= len(self.executes) else 0
     def kill(self, reason:str, why:Optional[str]=None):
         if self.intended is None: self.intended = ExitCause.killed(reason, why)
         self.killed = True
@@ -56,8 +76,10 @@ class ScriptedWorker(_Handle):
         self._on_message(self, WorkerResponse(rtype, data, request_id=request_id))
 
     def execute(self) -> WorkerRequest:
-        "The last execute request the manager sent."
-        return next(m for m in reversed(self.sent) if m.type is WorkerRequestType.EXECUTE)
+        "The execute request it works on now: the first it has neither finished nor skipped (later ones were sent ahead)."
+        n = self.current_number()
+        if not n: raise LookupError("this worker has no job")
+        return self.executes[n - 1]
 
     def _job_id(self, job_id): return job_id or self.execute().data['job_id']
 
@@ -75,7 +97,10 @@ class ScriptedWorker(_Handle):
     def result(self, data:Any=None, error:Optional[str]=None, job_id:Optional[str]=None, status:Optional[str]=None):
         "The job ends: with `data` (success), with `error`, or as `status` says ('cancelled': its plugin stopped when asked)."
         status = status or ('error' if error else 'success')
-        self._on_message(self, WorkerResult(self._job_id(job_id), status, data=data, error=error))
+        job_id = self._job_id(job_id)
+        n = self.current_number()
+        if n and self.executes[n - 1].data['job_id'] == job_id: self.done.add(n)
+        self._on_message(self, WorkerResult(job_id, status, data=data, error=error))
 
     def die(self, code:int):
         "The worker's process ends with exit code `code` (negative: killed by that signal)."

@@ -19,6 +19,7 @@ class WorkerRequestType(Enum):
     INIT = "init"            # plugin configurations and worker settings; answered by READY
     EXECUTE = "execute"      # run one job; answered by STARTED, then chunks/progress, then RESULT
     CANCEL = "cancel"        # (control pipe) ask the running job to stop
+    REVOKE = "revoke"        # (control pipe) take back a held job, execute request number `n`, if it has not started
     RELOAD = "reload"        # reload a plugin with a new configuration; answered by RESPONSE
     UNLOAD = "unload"        # unload a plugin; answered by RESPONSE
     GET_STATE = "get_state"  # answered by STATE
@@ -36,6 +37,7 @@ class WorkerResponseType(Enum):
     ERROR = "error"              # fatal worker error (e.g. the plugin manager factory raised)
     HEARTBEAT = "heartbeat"      # sent by a worker thread while a job runs: the process is alive and responsive
     CANCELLING = "cancelling"    # a cancel reached the running job: `can_stop` says whether the job can notice it
+    REVOKED = "revoked"          # a held job was taken back before it started (`job_id`, `n`); it will not run there
 
 # %% ../../nbs/01_protocol.ipynb #e89910db
 def new_request_id() -> str:
@@ -106,6 +108,7 @@ class WorkerResult:
     data: Optional[Dict[str, Any]] = None  # Result data on success
     error: Optional[str] = None            # Error message on failure
     started_at: Optional[float] = None     # When the job began (epoch s), if no STARTED message was sent for it
+    ended_at: Optional[float] = None       # When the worker finished it (epoch s): the job's `completed_at`
 
     def __post_init__(self):
         if self.status not in RESULT_STATUSES: raise ValueError(f"status must be one of {RESULT_STATUSES}, got {self.status!r}")
@@ -116,6 +119,7 @@ class WorkerResult:
         if self.data is not None: d['data'] = self.data
         if self.error is not None: d['error'] = self.error
         if self.started_at is not None: d['started_at'] = self.started_at
+        if self.ended_at is not None: d['ended_at'] = self.ended_at
         return d
 
     def __reduce__(self):
@@ -124,7 +128,7 @@ class WorkerResult:
         # instead of the whole message and everything the worker sends after it
         data = self.data
         if data: data = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-        return _result, (self.job_id, self.status, data, self.error, self.started_at)
+        return _result, (self.job_id, self.status, data, self.error, self.started_at, self.ended_at)
 
 # %% ../../nbs/01_protocol.ipynb #2cff0b74
 _REQUEST_TYPES = {t.value: t for t in WorkerRequestType}
@@ -133,14 +137,14 @@ _RESPONSE_TYPES = {t.value: t for t in WorkerResponseType}
 def _request(t, data, request_id): return WorkerRequest(_REQUEST_TYPES[t], data, request_id)
 def _response(t, data, request_id): return WorkerResponse(_RESPONSE_TYPES[t], data, request_id)
 
-def _result(job_id, status, data, error, started_at):
+def _result(job_id, status, data, error, started_at, ended_at=None):
     if data.__class__ is bytes:  # pickled on its own (see WorkerResult.__reduce__)
         try: data = pickle.loads(data)
         except Exception as e:
             status, data = 'error', None
             error = f"result could not be unpickled in the manager: {type(e).__name__}: {e}"
     r = object.__new__(WorkerResult)  # validated where it was made
-    r.job_id, r.status, r.data, r.error, r.started_at = job_id, status, data, error, started_at
+    r.job_id, r.status, r.data, r.error, r.started_at, r.ended_at = job_id, status, data, error, started_at, ended_at
     return r
 
 # %% ../../nbs/01_protocol.ipynb #8a0e1a5c

@@ -213,6 +213,11 @@ class _Worker:
         self.loaded: set = set()
         self.ctx: Optional[JobContext] = None
         self.cancelled_early: Dict[str, None] = {}  # cancels that arrived before their job started
+        # held jobs (see "Held jobs" above): the manager numbers the execute requests it sends this worker 1, 2, ...; a
+        # revoke names one by that number. `start_lock` makes "has it started?" and "start it" one step each.
+        self.start_lock = threading.Lock()
+        self.executes = 0                        # execute requests read from the job pipe so far
+        self.revoked: set = set()                # numbers of execute requests revoked before they were read
         self.flush_event = threading.Event()
         self.flusher_parked = False
         self.flush_target: Optional[_JobOutput] = None
@@ -285,12 +290,27 @@ class _Worker:
                 req = pickle.loads(self.control.recv_bytes())
             except (EOFError, OSError):
                 self._die()  # the parent is gone: nothing may outlive it
-            if req.type is WorkerRequestType.CANCEL:
-                ctx, job_id = self.ctx, req.data['job_id']
-                if ctx is not None and ctx.job_id == job_id: self._cancel_running(ctx)
-                else:
-                    self.cancelled_early[job_id] = None
-                    while len(self.cancelled_early) > 1000: self.cancelled_early.pop(next(iter(self.cancelled_early)))
+            if req.type is WorkerRequestType.CANCEL: self._cancel(req.data['job_id'])
+            elif req.type is WorkerRequestType.REVOKE: self._revoke(req.data)
+
+    def _cancel(self, job_id:str):
+        "(Control thread) Cancel a job: the running one now, or one not started yet when it starts."
+        with self.start_lock:
+            ctx = self.ctx
+            running = ctx is not None and ctx.job_id == job_id
+            if not running:
+                self.cancelled_early[job_id] = None
+                while len(self.cancelled_early) > 1000: self.cancelled_early.pop(next(iter(self.cancelled_early)))
+        if running: self._cancel_running(ctx)
+
+    def _revoke(self, d:Dict):
+        "(Control thread) Take back a held job: if its execute request (number `n`) is still unread, it will be skipped, and the manager hears so at once; else it has started, and with `cancel` it is cancelled."
+        with self.start_lock:
+            taken = d['n'] > self.executes
+            if taken: self.revoked.add(d['n'])
+            ctx = self.ctx
+        if taken: self._send(WorkerResponse(WorkerResponseType.REVOKED, {'job_id': d['job_id'], 'n': d['n']}))
+        elif d.get('cancel') and ctx is not None and ctx.job_id == d['job_id']: self._cancel_running(ctx)
 
     def _cancel_running(self, ctx:JobContext):
         "(Control thread) Cancel the running job, and tell the manager whether the job can notice it."
@@ -404,8 +424,13 @@ class _Worker:
         job_id, name = d['job_id'], d['plugin_name']
         out = _JobOutput(self, job_id, self.max_parts)
         ctx = JobContext(job_id, out.set_progress)
-        self.ctx = ctx
-        if self.cancelled_early and self.cancelled_early.pop(job_id, 'no') is None: ctx.cancel()
+        with self.start_lock:  # against the control thread: a cancel or revoke sees the job either not started or started
+            self.executes += 1
+            if self.revoked and self.executes in self.revoked:
+                self.revoked.discard(self.executes)
+                return  # taken back while it waited in the pipe; the manager already knows
+            self.ctx = ctx
+            if self.cancelled_early and self.cancelled_early.pop(job_id, 'no') is None: ctx.cancel()
         out.hold_started(time.time())
         if self.capture is not None: self.capture.begin(out)
         _context._set_current(ctx)
@@ -435,6 +460,7 @@ class _Worker:
             self.ctx, self.streaming = None, False
             if self.capture is not None: self.capture.end()
         held, result.started_at = out.finish()
+        result.ended_at = time.time()  # the job's end by the clock its start was read from: the next job cannot start before it
         chunks = None
         if result.data and payloads.is_big(result.data):  # big values travel beside the pickle, for the manager's sake
             result.data, chunks = payloads.split(result.data)

@@ -283,7 +283,7 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
     "`start_job` with the job's parameters as one mapping, handed to `create_job` untouched whatever their names (a plugin parameter may be called `priority`): for code that relays what clients sent, such as the web API."
     if not self.lifecycle.accepting: self._check_accepting()
     size = self.worker_config.request_queue_size
-    if size and len(self._queue) >= size:
+    if size and len(self._queue) + len(self.runs.held) >= size:  # jobs sent ahead to busy workers still wait
         raise asyncio.QueueFull(f"{self.worker_type} queue is full ({size} jobs waiting; request_queue_size={size})")
     if not self.pool.ready_once or self._loop is not asyncio.get_running_loop():
         await self.start()  # the first job waits for the first workers: one that cannot start raises WorkerStartError here
@@ -316,14 +316,15 @@ def _failed(self:BaseJobManager, job:BaseJob, error:str) -> BaseJob:
 # %% ../../nbs/09_base.ipynb #e9a2c2c3
 @patch
 def _drop_queued(self:BaseJobManager, job_id:str) -> bool:
-    "Take a job out of the manager's queue."
-    return self._queue.remove(job_id) is not None
+    "Take a job out of the manager's queue, or back from the busy worker it was sent ahead to."
+    return self._queue.remove(job_id) is not None or (bool(self.runs.held) and self.runs.drop_held(job_id))
 
 @patch
 def set_job_priority(self:BaseJobManager, job_id:str, priority:int) -> bool:
     "Change a waiting job's priority. False if the job is not waiting (running, finished or unknown)."
     if isinstance(priority, bool) or not isinstance(priority, int): raise ValueError(f"priority must be an int, got {priority!r}")
-    if not self._queue.set_priority(job_id, priority): return False
+    if not self._queue.set_priority(job_id, priority) and not self.runs.reprioritise(job_id, lambda k: self._queue.reprioritised(k, priority)):
+        return False
     self.jobs[job_id].priority = priority
     if self._journal is not None: self._journal.job(self.jobs[job_id])
     self.runs.dispatch()
@@ -332,21 +333,22 @@ def set_job_priority(self:BaseJobManager, job_id:str, priority:int) -> bool:
 @patch
 def move_job_to_front(self:BaseJobManager, job_id:str) -> bool:
     "Make a waiting job the next to run. False if the job is not waiting."
-    if not self._queue.move_to_front(job_id): return False
+    if not self._queue.move_to_front(job_id) and not self.runs.reprioritise(job_id, lambda k: self._queue.front_key()): return False
     self.runs.dispatch()
     return True
 
 @patch
 def queued_job_ids(self:BaseJobManager) -> List[str]:
     "Waiting job ids in the order they would start if nothing else (resources) held them back."
-    return self._queue.job_ids()
+    return self.runs.queue_order()  # with the jobs sent ahead to busy workers (`managers.runs`: held jobs)
 
 # %% ../../nbs/09_base.ipynb #fe284b8f
 @patch
-def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Optional[str]=None, journal:bool=True) -> bool:
-    "Move a job to a final state (once: final states never change) and tell everyone waiting."
+def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Optional[str]=None, journal:bool=True,
+            at:Optional[float]=None) -> bool:
+    "Move a job to a final state (once: final states never change) and tell everyone waiting. `at`: when it ended (epoch s; default now)."
     if job.is_terminal: return False
-    job.status, job.completed_at = status, utc_now_iso()
+    job.status, job.completed_at = status, utc_now_iso() if at is None else utc_iso(at)
     if result is not None: job.result = result
     if error is not None: job.error = error
     if journal and self._journal is not None: self._journal.job(job)

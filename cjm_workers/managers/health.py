@@ -68,7 +68,7 @@ def manager_health(m) -> Dict[str, Any]:
                for name, info in sorted(m._plugin_info.items())}
     journal = m._journal
     return {'worker_type': m.worker_type, 'state': m.state.value, 'broken_reason': m.broken_reason,
-            'queued': len(m._queue), 'waiting_to_retry': len(m.runs.retry_timers),
+            'queued': len(m._queue) + len(m.runs.held), 'waiting_to_retry': len(m.runs.retry_timers),
             'running': len(m.runs.running),
             'restarts': m.pool.restart_count, 'recycled': m.pool.recycled_count,
             'resources': m.resource_pool.usage() if m.resource_pool is not None else {},

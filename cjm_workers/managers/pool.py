@@ -323,7 +323,8 @@ class WorkerPool:
         "One worker in `health()`."
         slot = self.slots[h.slot] if h.slot >= 0 else None
         return {'slot': h.slot if slot is not None else None, 'spare': slot is None, 'pid': h.pid, 'state': handle_state(h).value,
-                'current_job': None if h.run is None else h.run.job_id, 'loaded_plugins': sorted(h.loaded),
+                'current_job': None if h.run is None else h.run.job_id, 'next_jobs': [r.job_id for r in h.held],
+                'loaded_plugins': sorted(h.loaded),
                 'uptime_seconds': round(now - h.started_monotonic, 3) if h.started_monotonic else None,
                 'jobs_done': h.jobs_done, 'cpu_percent': h.cpu_percent,
                 'rss_mb': None if h.rss_mb is None else round(h.rss_mb, 1),

@@ -103,7 +103,7 @@ class JobQueue:
         "Change a waiting job's priority; it keeps its submission time. False if it is not waiting."
         entry = self.waiting.get(job_id)
         if entry is None: return False
-        key = entry[0] if entry[0][0] == 0 else (1, -priority, entry[0][2])
+        key = self.reprioritised(entry[0], priority)
         self.remove(job_id)
         self._add(job_id, entry[2], entry[3], key)
         return True
@@ -129,8 +129,26 @@ class JobQueue:
         if empty is not None: self._groups = {k: v for k, v in self._groups.items() if v}
         return best
 
+    @staticmethod
+    def reprioritised(key:tuple, priority:int) -> tuple:
+        "A job's queue key with a new priority: it keeps its submission time; a job moved to the front stays there."
+        return key if key[0] == 0 else (1, -priority, key[2])
+
+    def front_key(self) -> tuple:
+        "The key of a job put ahead of every other now."
+        return self._key(0, 0, True)
+
+    def put_back(self, job_id:str, item:Any, needs:Needs, key:tuple) -> None:
+        "Queue again a job that `take` took out, at the place its key gives it: it keeps its turn."
+        self._add(job_id, item, needs, key)
+
     def pop_best(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[tuple]:
         "Remove and return the first waiting job whose needs `can_start` accepts, as (job_id, item, needs); or None."
+        entry = self.take(can_start)
+        return None if entry is None else (entry[1], entry[2], entry[3])
+
+    def take(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[list]:
+        "`pop_best`, returning the whole entry [key, job_id, item, needs, live]: its key lets `put_back` restore its turn."
         if len(self._groups) == 1:  # the usual case, one kind of need: no comparing across groups
             needs, heap = next(iter(self._groups.items()))
             while heap and not heap[0][4]: heapq.heappop(heap)
@@ -143,7 +161,7 @@ class JobQueue:
             heap = self._groups[best[3]]
         entry = heapq.heappop(heap)
         del self.waiting[entry[1]]
-        return entry[1], entry[2], entry[3]
+        return entry
 
     def job_ids(self) -> List[str]:
         "Waiting job ids in the order they would run if nothing else limited them."
