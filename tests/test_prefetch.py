@@ -6,7 +6,6 @@ behind a busy worker while another worker is idle; a held job lost with its work
 counted from its start. Jobs record the order they ran in by appending their id to a file (demo plugin `record`)."""
 import asyncio, os, signal
 
-
 from conftest import started, wait_until
 
 
