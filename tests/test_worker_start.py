@@ -41,3 +41,19 @@ async def test_a_worker_killed_to_cancel_is_replaced_in_tens_of_milliseconds(mak
         times.append(time.perf_counter() - t)
     # generous for a shared machine: 19-47 ms here, against 230-360 ms with spawn (bench/run.py)
     assert sorted(times)[1] < 0.15, times
+
+
+@pytest.mark.parametrize('mode', ['module', 'main'])
+def test_workers_run_the_apps_main_script_again_only_when_their_entry_point_is_in_it(mode, tmp_path):
+    "A web app run as `python app.py`: its module's top level (its imports, its set-up) must not run again in every worker."
+    log = tmp_path / 'runs.log'
+    out = subprocess.run([sys.executable, str(HERE / 'main_script.py'), str(log), mode], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r['status'] == 'completed' and len(set(r['workers'])) == 3  # three workers ran its jobs
+    runs = [line.split() for line in log.read_text().splitlines()]
+    assert ['__main__', str(r['parent'])] in runs
+    again = sorted(int(pid) for name, pid in runs if name == '__mp_main__')
+    if mode == 'module': assert again == []  # an entry point from an importable module: never again
+    else: assert set(r['workers']) <= set(again)  # an entry point defined in the script: each worker needs it

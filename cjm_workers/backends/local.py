@@ -7,7 +7,8 @@ __all__ = ['log', 'READ_SIZE', 'LocalWorkerHandle', 'LocalBackend']
 
 # %% ../../nbs/08_local.ipynb #a94565c1
 import asyncio, atexit, functools, json, logging, os, pickle, signal, sys, time, weakref
-import multiprocessing, multiprocessing.util
+import multiprocessing, multiprocessing.util, threading
+from multiprocessing import context as mp_context, popen_forkserver, spawn
 from typing import Any, Callable, Dict, Optional
 
 from .base import ExitCause, HandleBase, describe_exit
@@ -40,6 +41,37 @@ def _preload_for(entry_point) -> None:
     _preloads.append(mod)
     # the server inherits it when it starts; backends.preload reads it there
     os.environ[PRELOAD_VAR] = json.dumps({'modules': _preloads, 'path': [p for p in sys.path if p]})
+
+_launching = threading.local()  # set while this thread launches a worker that must not run the main module again
+_stock_preparation_data = None
+
+def _preparation_data(name):
+    "multiprocessing's `spawn.get_preparation_data`, without the main module's entries for a launch of ours (above)."
+    d = _stock_preparation_data(name)
+    if getattr(_launching, 'without_main', False):
+        d.pop('init_main_from_path', None)
+        d.pop('init_main_from_name', None)
+    return d
+
+class _PopenWithoutMain(popen_forkserver.Popen):
+    "multiprocessing's fork-server `Popen`, but the child does not run the parent's main module again (see above)."
+    def _launch(self, process_obj):
+        # the stock launch, with the preparation data filtered for this call only (and this thread: starts run in
+        # threads); every other process this web process starts gets multiprocessing's data unchanged
+        global _stock_preparation_data
+        if _stock_preparation_data is None: _stock_preparation_data, spawn.get_preparation_data = spawn.get_preparation_data, _preparation_data
+        _launching.without_main = True
+        try: super()._launch(process_obj)
+        finally: _launching.without_main = False
+
+class _WorkerProcess(mp_context.ForkServerProcess):
+    "A fork server's child that does not run the parent's main module again."
+    @staticmethod
+    def _Popen(process_obj): return _PopenWithoutMain(process_obj)
+
+def _needs_main(entry:bytes) -> bool:
+    "Whether a pickled entry point refers to something in the main module (which the worker must then run again)."
+    return b'__main__' in entry or b'__mp_main__' in entry
 
 def _kill_all_at_exit():
     for h in list(_live_handles): h.kill_now()
@@ -95,8 +127,9 @@ class LocalWorkerHandle(HandleBase):
         if self.start_method == 'forkserver': _preload_for(self.entry_point)
         parent, child = ctx.Pipe(duplex=True)
         ctl_r, ctl_w = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=run_entry_point, args=(entry, child, child, ctl_r, os.getpid(), dict(os.environ)),
-                                   name=self.name, daemon=False)
+        process = _WorkerProcess if self.start_method == 'forkserver' and not _needs_main(entry) else ctx.Process
+        self.process = process(target=run_entry_point, args=(entry, child, child, ctl_r, os.getpid(), dict(os.environ)),
+                               name=self.name, daemon=False)
         self.started_at = time.time()
         self.state = "starting"
         _ensure_exit_hook()
