@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sse.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/remote.py
 
 # notebooks -> package; fails if the committed package differs from the notebooks
 sync: $(STAMP)

@@ -45,7 +45,7 @@ def _parse_env(name, raw, typ):
 START_METHODS = ('forkserver', 'spawn')  # how worker processes start (`backends.local`)
 PRELOAD_VAR = ENV_PREFIX + "PRELOAD"      # the entry modules the fork server imports (`backends.preload`): not a setting
 
-_NOT_FIELDS = {"WORKER", "PRELOAD"}  # CJM_WORKERS_WORKER marks worker processes (core.reaper): not a setting
+_NOT_FIELDS = {"WORKER", "PRELOAD", "SOCKET", "URL", "TOKEN"}  # CJM_WORKERS_WORKER marks worker processes (core.reaper); the others are the jobs CLI's (`cjm_workers.__main__`): not settings
 _warned: set = set()
 
 def _warn_unknown_env():

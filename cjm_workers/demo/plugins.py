@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SLEEP_SCHEMA', 'DemoPluginManager', 'demo_worker', 'EchoParams', 'DemoJobManager', 'AsyncDemoPluginManager',
-           'async_demo_worker', 'AsyncDemoJobManager']
+           'async_demo_worker', 'AsyncDemoJobManager', 'demo_managers']
 
 # %% ../../nbs/10_demo_plugins.ipynb #d57b3014
 import asyncio, ctypes, logging, os, signal, subprocess, threading, time
@@ -250,3 +250,9 @@ class AsyncDemoJobManager(DemoJobManager):
         kwargs.setdefault('plugin_parameters', {})
         super().__init__(worker_type, **kwargs)
     def get_worker_entry_point(self): return async_demo_worker
+
+# %% ../../nbs/10_demo_plugins.ipynb #a171c8ad
+def demo_managers() -> list:
+    "The demo's managers, for `python -m cjm_workers serve cjm_workers.demo.plugins:demo_managers --socket PATH`."
+    from cjm_workers.core.config import WorkerConfig
+    return [DemoJobManager(worker_config=WorkerConfig(max_workers=2))]

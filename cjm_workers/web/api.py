@@ -174,6 +174,7 @@ def openapi_document(prefix:str, title:str, job_options:Iterable[str]=JOB_OPTION
         **{k: v for k, v in option_props.items() if k in set(job_options)}},
         'additionalProperties': False, 'description': f"at most {max_body_bytes:,} bytes, nesting at most 64 levels"}
     job_id = {'name': 'job_id', 'in': 'path', 'required': True, 'schema': {'type': 'string'}}
+    changed = {'type': 'object', 'required': ['id', 'changed'], 'properties': {'id': {'type': 'string'}, 'changed': {'type': 'boolean'}}}
     q = lambda name, schema, d: {'name': name, 'in': 'query', 'required': False, 'schema': schema, 'description': d}
     return {'openapi': '3.1.0', 'info': {'title': f"{title} API", 'version': '1'},
             'paths': {
@@ -208,6 +209,20 @@ def openapi_document(prefix:str, title:str, job_options:Iterable[str]=JOB_OPTION
                 f'{prefix}/api/jobs/{{job_id}}/retry': {
                     'post': {'summary': 'Run a finished job again as a new job (linked both ways)', 'operationId': 'retryJob',
                              'parameters': [job_id], 'responses': {'201': _resp('the new job', job_ref), **_errors(400, 403, 404, 409, 422, 503)}}},
+                f'{prefix}/api/jobs/{{job_id}}/priority': {
+                    'post': {'summary': "Change a waiting job's priority", 'operationId': 'setJobPriority', 'parameters': [job_id],
+                             'requestBody': {'required': True, 'content': {'application/json': {'schema': {
+                                 'type': 'object', 'required': ['priority'], 'additionalProperties': False,
+                                 'properties': {'priority': option_props['priority']}}}}},
+                             'responses': {'200': _resp('whether it changed (false: the job no longer waits)', changed), **_errors(400, 403, 404, 413, 422)}}},
+                f'{prefix}/api/jobs/{{job_id}}/front': {
+                    'post': {'summary': 'Make a waiting job the next to run', 'operationId': 'moveJobToFront', 'parameters': [job_id],
+                             'responses': {'200': _resp('whether it changed (false: the job no longer waits)', changed), **_errors(403, 404)}}},
+                f'{prefix}/api/queue': {
+                    'get': {'summary': "A manager's waiting jobs in the order they would start", 'operationId': 'queue',
+                            'parameters': [q('manager', {'type': 'string'}, 'worker_type (required with several managers)')],
+                            'responses': {'200': _resp('job ids', {'type': 'object', 'required': ['manager', 'ids'], 'properties': {
+                                'manager': {'type': 'string'}, 'ids': {'type': 'array', 'items': {'type': 'string'}}}}), **_errors(400, 404)}}},
                 f'{prefix}/api/jobs/clear': {
                     'post': {'summary': 'Forget the finished jobs this client may clear', 'operationId': 'clearJobs',
                              'responses': {'200': _resp('how many', {'type': 'object', 'required': ['cleared'],

@@ -150,6 +150,8 @@ class JobsMount:
                 Route('/api/jobs/{job_id}', self.get_job), Route('/api/jobs/{job_id}/cancel', self.cancel, methods=['POST']),
                 Route('/api/jobs/{job_id}/output', self.get_output), Route('/api/openapi.json', self.openapi),
                 Route('/metrics', self.prometheus), Route('/stats', self.stats_page), Route('/workers', self.workers_page), Route('/api/jobs/{job_id}/retry', self.retry, methods=['POST']),
+                Route('/api/jobs/{job_id}/priority', self.prioritise, methods=['POST']), Route('/api/jobs/{job_id}/front', self.to_front, methods=['POST']),
+                Route('/api/queue', self.queue),
                 Route('/api/jobs/clear', self.clear, methods=['POST']), Route('/api/jobs/cancel', self.cancel_many, methods=['POST']), Route('/jobs', self.jobs_page), Route('/jobs/{job_id}', self.job_page),
                 Route('/api/health', self.health), Route('/api/plugins', self.plugins), Route('/param-fields', self.param_fields),
                 Route('/api/events', self.events), Route('/stream', self.stream)]
@@ -198,6 +200,35 @@ class JobsMount:
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
         return _json_response({'id': job.id, 'cancelling': True}, 202)
+
+    async def prioritise(self, request:Request):
+        "Change a waiting job's priority (access: `prioritise`), from a body `{\"priority\": int}`; `changed` is false if it no longer waits."
+        m, job = await self.find(request.path_params['job_id'])
+        if job is None or not self.may(request, job, 'view'): return _error(404, "no such job")
+        if not self.may(request, job, 'prioritise'): return _error(403, "you may not change this job's priority")
+        try:
+            body, _ = await self._fields(request)
+            options = check_options({'priority': body['priority']}) if set(body) == {'priority'} else {}
+        except InputError as e: return _error(e.status, str(e), **({'errors': e.errors} if e.errors else {}))
+        if 'priority' not in options: return _error(400, "the body must be {\"priority\": an integer}")
+        return _json_response({'id': job.id, 'changed': m.set_job_priority(job.id, options['priority'])})
+
+    async def to_front(self, request:Request):
+        "Make a waiting job the next to run (access: `prioritise`); `changed` is false if it no longer waits."
+        m, job = await self.find(request.path_params['job_id'])
+        if job is None or not self.may(request, job, 'view'): return _error(404, "no such job")
+        if not self.may(request, job, 'prioritise'): return _error(403, "you may not change this job's priority")
+        return _json_response({'id': job.id, 'changed': m.move_job_to_front(job.id)})
+
+    async def queue(self, request:Request):
+        "A manager's waiting jobs, in the order they would start (only those this client may view)."
+        name = request.query_params.get('manager')
+        if name is None and len(self.managers) == 1: name = next(iter(self.managers))
+        if name is None: return _error(400, f"manager is required: one of {sorted(self.managers)}")
+        m = self.managers.get(name)
+        if m is None: return _error(404, f"no manager named {name!r}")
+        ids = [i for i in m.queued_job_ids() if self.access is None or self.may(request, m.jobs[i], 'view')]
+        return _json_response({'manager': name, 'ids': ids})
 
     async def retry(self, request:Request):
         "Run a finished job again as a new job, linked both ways (access: `retry`)."

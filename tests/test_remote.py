@@ -1,0 +1,194 @@
+"""Several web processes, one owner: `python -m cjm_workers serve` in a process of its own, `RemoteJobManager` and the
+jobs CLI as its clients, over a Unix socket (and over TCP with a bearer token)."""
+import asyncio, contextlib, json, os, signal, socket, stat, subprocess, sys, time
+
+import httpx
+import pytest
+
+from cjm_workers.core.errors import ParameterError, WorkerUnavailableError
+from cjm_workers.remote import RemoteJobManager
+
+FACTORY = 'cjm_workers.demo.plugins:demo_managers'
+
+
+HERE = os.path.dirname(__file__)
+
+
+def start_owner(*args, cwd, factory=FACTORY, env=None) -> subprocess.Popen:
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [HERE, os.environ.get('PYTHONPATH')])), **(env or {})}
+    return subprocess.Popen([sys.executable, '-m', 'cjm_workers', 'serve', factory, '--drain-timeout', '5', '--log-level', 'warning', *args],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+
+
+async def until_serving(proc, transport=None, url='http://owner', headers=None, timeout=60.0):
+    "Wait until the owner answers its health route (its managers started)."
+    end = time.monotonic() + timeout
+    async with httpx.AsyncClient(transport=transport, base_url=url, headers=headers or {}) as c:
+        while True:
+            if proc.poll() is not None: raise AssertionError(f"the owner exited with {proc.returncode}: {proc.stderr.read()}")
+            try:
+                if (await c.get('/jobs/api/health', timeout=2)).status_code == 200: return
+            except httpx.TransportError: pass
+            if time.monotonic() > end: raise AssertionError("the owner did not start serving")
+            await asyncio.sleep(0.05)
+
+
+def stop(proc, timeout=20) -> int:
+    "SIGTERM the owner (only: its workers are its to stop) and wait for it; SIGKILL its whole session if it does not stop."
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError): os.kill(proc.pid, signal.SIGTERM)
+        try: proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError): os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
+
+
+@pytest.fixture
+async def owner(tmp_path):
+    "An owner serving the demo managers on a Unix socket; stopped (and its session killed if need be) at the end."
+    path = str(tmp_path / 'owner.sock')
+    proc = start_owner('--socket', path, cwd=tmp_path)
+    try:
+        await until_serving(proc, httpx.AsyncHTTPTransport(uds=path))
+        yield proc, path
+    finally: stop(proc)
+
+
+async def test_a_remote_manager_submits_waits_streams_and_cancels(owner):
+    proc, path = owner
+    async with RemoteJobManager('demo', socket=path) as rm:
+        job = await rm.start_job('echo', text='hi')
+        assert job.status in ('pending', 'running', 'completed') and job.plugin_id == 'echo'
+        done = await rm.wait_for_job(job.id, 30)
+        assert (done.status, done.result) == ('completed', {'text': 'hi'})
+        # a stream: what stream_job yields is the job's whole output, each character once
+        streamed = await rm.start_job('generate_text', prompt='abc', tokens=40, delay=0.005)
+        pieces = [p async for p in rm.stream_job(streamed.id)]
+        final = await rm.get_job(streamed.id)
+        assert final.status == 'completed' and len(pieces) > 1 and ''.join(pieces) == final.output
+        # a cancel: True once the job has ended cancelled
+        slow = await rm.start_job('sleep', seconds=30)
+        while (await rm.get_job(slow.id)).status != 'running': await asyncio.sleep(0.02)
+        assert await rm.cancel_job(slow.id) is True
+        assert (await rm.get_job(slow.id)).status == 'cancelled'
+        assert await rm.cancel_job(slow.id) is False  # already ended, as a local manager says
+        assert (await rm.health())['workers']
+
+
+async def test_a_remote_manager_raises_what_a_local_one_does(owner):
+    _, path = owner
+    async with RemoteJobManager('demo', socket=path) as rm:
+        with pytest.raises(ParameterError) as e: await rm.start_job('echo', text=5)
+        assert 'text' in e.value.errors
+        with pytest.raises(ValueError, match="unknown plugin"): await rm.start_job('no_such_plugin')
+        assert await rm.get_job('no-such-job') is None
+        with pytest.raises(KeyError): await rm.wait_for_job('no-such-job', 5)
+        with pytest.raises(ValueError): await rm.set_job_priority('x', 'high')
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=path), base_url='http://owner/jobs') as c:
+        job = (await c.post('/api/jobs', json={'plugin': 'sleep', 'params': {'seconds': 0.01}})).json()
+        assert (await c.post(f"/api/jobs/{job['id']}/priority", json={'priority': 'high'})).status_code == 422
+        assert (await c.post(f"/api/jobs/{job['id']}/priority", json={})).status_code == 400
+        assert (await c.post(f"/api/jobs/{job['id']}/priority", json={'priority': 1, 'x': 2})).status_code == 400
+        assert (await c.post("/api/jobs/nope/front")).status_code == 404
+        assert (await c.get('/api/queue', params={'manager': 'nope'})).status_code == 404
+    async with RemoteJobManager('demo', socket=path + '.nobody') as rm:
+        with pytest.raises(WorkerUnavailableError, match="cannot be reached"): await rm.start_job('echo', text='hi')
+
+
+async def test_priorities_and_queue_order_from_another_process(owner):
+    _, path = owner
+    async with RemoteJobManager('demo', socket=path) as rm:
+        busy = [await rm.start_job('sleep', seconds=30) for _ in range(2)]  # both workers
+        for b in busy:
+            while (await rm.get_job(b.id)).status != 'running': await asyncio.sleep(0.02)
+        a, b, c = [await rm.start_job('echo', text=t) for t in 'abc']
+        assert await rm.queued_job_ids() == [a.id, b.id, c.id]
+        assert await rm.set_job_priority(c.id, 5) is True
+        assert await rm.move_job_to_front(b.id) is True
+        assert await rm.queued_job_ids() == [b.id, c.id, a.id]
+        assert await rm.set_job_priority(busy[0].id, 1) is False  # running: no longer waiting
+        for j in busy: await rm.cancel_job(j.id)
+        for j in (a, b, c): assert (await rm.wait_for_job(j.id, 30)).status == 'completed'
+
+
+async def test_a_web_process_killed_leaves_its_jobs_running(owner, tmp_path):
+    _, path = owner
+    client = ("import asyncio, sys\nfrom cjm_workers.remote import RemoteJobManager\n"
+              "async def main():\n"
+              f"    async with RemoteJobManager('demo', socket={path!r}) as rm:\n"
+              "        j = await rm.start_job('sleep', seconds=1.0)\n"
+              "        print(j.id, flush=True)\n"
+              "        await rm.wait_for_job(j.id)\n"
+              "asyncio.run(main())\n")
+    web = subprocess.Popen([sys.executable, '-c', client], stdout=subprocess.PIPE, text=True)
+    try:
+        job_id = (await asyncio.wait_for(asyncio.to_thread(web.stdout.readline), 30)).strip()
+        web.kill()  # the web process that submitted the job dies while it waits
+        await asyncio.to_thread(web.wait, 10)
+    finally:
+        if web.poll() is None: web.kill()
+    async with RemoteJobManager('demo', socket=path) as rm:
+        assert (await rm.wait_for_job(job_id, 30)).status == 'completed'
+
+
+def cli(path, *args):
+    return subprocess.run([sys.executable, '-m', 'cjm_workers', 'jobs', '--socket', path, *args], capture_output=True, text=True, timeout=60)
+
+
+async def test_the_jobs_cli_lists_shows_cancels_and_retries(owner):
+    _, path = owner
+    async with RemoteJobManager('demo', socket=path) as rm:
+        done = await rm.start_job('echo', text='cli')
+        await rm.wait_for_job(done.id, 30)
+        slow = await rm.start_job('sleep', seconds=30)
+        while (await rm.get_job(slow.id)).status != 'running': await asyncio.sleep(0.02)
+    out = await asyncio.to_thread(cli, path, 'list')
+    assert out.returncode == 0 and done.id in out.stdout and slow.id in out.stdout, out.stderr
+    out = await asyncio.to_thread(cli, path, 'show', done.id)
+    assert out.returncode == 0 and json.loads(out.stdout)['result'] == {'text': 'cli'}
+    out = await asyncio.to_thread(cli, path, 'cancel', slow.id)
+    assert out.returncode == 0 and out.stdout.startswith(f"{slow.id} cancelled"), out.stderr
+    out = await asyncio.to_thread(cli, path, 'retry', done.id)
+    assert out.returncode == 0 and f"(retry of {done.id})" in out.stdout
+    out = await asyncio.to_thread(cli, path, 'show', 'no-such-job')
+    assert out.returncode == 1 and 'no such job' in out.stderr
+
+
+async def test_the_owner_socket_is_private_and_sigterm_lets_running_jobs_finish(tmp_path):
+    "SIGTERM: the owner stops taking requests, lets the running job finish (the journal says so), removes its socket."
+    path, journal = str(tmp_path / 'owner.sock'), str(tmp_path / 'jobs.db')
+    proc = start_owner('--socket', path, cwd=tmp_path, factory='remote_factory:managers', env={'CJM_TEST_JOURNAL': journal})
+    try:
+        await until_serving(proc, httpx.AsyncHTTPTransport(uds=path))
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        async with RemoteJobManager('demo', socket=path) as rm:
+            job = await rm.start_job('sleep', seconds=1.0)
+            while (await rm.get_job(job.id)).status != 'running': await asyncio.sleep(0.02)
+        code = await asyncio.to_thread(stop, proc)
+        assert code in (0, -signal.SIGTERM), proc.stderr.read()  # uvicorn re-raises the SIGTERM it handled, once it is done
+        assert not os.path.exists(path)
+    finally: stop(proc)
+    from cjm_workers.core.store import SQLiteJobStore
+    row = SQLiteJobStore(journal).get('demo', job.id)
+    assert row['status'] == 'completed', row  # it ran to its end after the SIGTERM
+
+
+async def test_tcp_needs_the_bearer_token(tmp_path):
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    bad = subprocess.run([sys.executable, '-m', 'cjm_workers', 'serve', FACTORY, '--port', str(port)], capture_output=True,
+                         text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != 'CJM_WORKERS_TOKEN'})
+    assert bad.returncode == 2 and 'needs a bearer token' in bad.stderr
+    proc = start_owner('--port', str(port), '--token', 's3cret', cwd=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await until_serving(proc, url=url, headers={'Authorization': 'Bearer s3cret'})
+        async with httpx.AsyncClient(base_url=url) as c: assert (await c.get('/jobs/api/health')).status_code == 401
+        async with RemoteJobManager('demo', url=url, token='wrong') as rm:
+            with pytest.raises(PermissionError): await rm.start_job('echo', text='x')
+        async with RemoteJobManager('demo', url=url, token='s3cret') as rm:
+            job = await rm.start_job('echo', text='over tcp')
+            assert (await rm.wait_for_job(job.id, 30)).result == {'text': 'over tcp'}
+    finally: stop(proc)
