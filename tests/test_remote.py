@@ -192,3 +192,146 @@ async def test_tcp_needs_the_bearer_token(tmp_path):
             job = await rm.start_job('echo', text='over tcp')
             assert (await rm.wait_for_job(job.id, 30)).result == {'text': 'over tcp'}
     finally: stop(proc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+async def on_a_process(url, want=None, avoid=None, tries=400):
+    "An HTTP client whose (kept-alive) connection is served by a web process that is `want`, or is not `avoid`; and that pid."
+    for _ in range(tries):
+        c = httpx.AsyncClient(base_url=url, timeout=30)
+        pid = (await c.get('/whoami')).json()['pid']
+        if (want is None or pid == want) and pid != avoid: return c, pid
+        await c.aclose()
+    raise AssertionError(f"no connection reached the web process wanted ({want=}, {avoid=})")
+
+
+async def test_several_uvicorn_workers_share_one_owner(owner, tmp_path):
+    "Submit through one web process, stream and cancel through another; the console of any shows every job; a web process killed leaves its job running; no web process runs a worker."
+    _, path = owner
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    web = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'multi_web_app:app', '--workers', '3', '--host', '127.0.0.1',
+                            '--port', str(port), '--app-dir', HERE, '--log-level', 'warning'],
+                           env={**os.environ, 'CJM_TEST_OWNER': path}, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    clients = []
+    try:
+        seen = set()
+        end = time.monotonic() + 60
+        while len(seen) < 3:  # every web process up
+            assert time.monotonic() < end and web.poll() is None, "the web processes did not all start"
+            try:
+                async with httpx.AsyncClient(base_url=url) as c: seen.add((await c.get('/whoami')).json()['pid'])
+            except httpx.TransportError: await asyncio.sleep(0.1)
+        a, pid_a = await on_a_process(url); clients.append(a)
+        b, pid_b = await on_a_process(url, avoid=pid_a); clients.append(b)
+        # submitted through A, streamed through B: the whole output, live
+        job = (await a.post('/submit', json={'plugin': 'drip', 'params': {'count': 30, 'interval': 0.01}})).json()
+        assert job['pid'] == pid_a
+        async with b.stream('GET', f"/stream/{job['id']}") as r:
+            assert r.headers['x-pid'] == str(pid_b)
+            text = ''.join([t async for t in r.aiter_text()])
+        async with RemoteJobManager('demo', socket=path) as rm:
+            final = await rm.wait_for_job(job['id'], 30)
+            assert final.status == 'completed' and text == final.output and text
+            # cancelled through B while it runs, submitted through A
+            slow = (await a.post('/submit', json={'plugin': 'sleep', 'params': {'seconds': 30}})).json()
+            while (await rm.get_job(slow['id'])).status != 'running': await asyncio.sleep(0.02)
+            assert (await b.post(f"/cancel/{slow['id']}")).json() == {'cancelled': True, 'pid': pid_b}
+            # the console and API of any web process show every job (the owner's, passed through)
+            listed = (await b.get('/jobs/api/jobs', params={'limit': 100})).json()
+            assert {job['id'], slow['id']} <= {j['id'] for j in listed['jobs']}
+            page = await b.get('/jobs/')
+            assert page.status_code == 200 and 'text/html' in page.headers['content-type']
+            async with b.stream('GET', '/jobs/api/events') as events:  # a live stream through the web process
+                async for line in events.aiter_lines():
+                    if line.startswith('event:'): break
+            # no web process runs a worker: the plugins are loaded once, in the owner's workers
+            for c in (a, b):
+                assert (await c.get('/whoami')).json()['children'] == 0
+            assert len((await rm.health())['workers']) == 2
+            # a web process killed while its job runs: the job carries on
+            left = (await a.post('/submit', json={'plugin': 'sleep', 'params': {'seconds': 1.0}})).json()
+            os.kill(pid_a, signal.SIGKILL)
+            assert (await rm.wait_for_job(left['id'], 30)).status == 'completed'
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception): await c.aclose()
+        with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGTERM)
+        try: web.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGKILL)
+            web.wait(10)
+
+
+async def test_an_owner_killed_and_started_again_recovers_from_its_journal(tmp_path):
+    "SIGKILL the owner: started again on the same socket and journal, its queued job runs and its running ones end `interrupted`; a client's waits carry over."
+    path, journal = str(tmp_path / 'owner.sock'), str(tmp_path / 'jobs.db')
+    env = {'CJM_TEST_JOURNAL': journal}
+    proc = start_owner('--socket', path, cwd=tmp_path, factory='remote_factory:managers', env=env)
+    try:
+        await until_serving(proc, httpx.AsyncHTTPTransport(uds=path))
+        async with RemoteJobManager('demo', socket=path) as rm:
+            running = [await rm.start_job('sleep', seconds=30) for _ in range(2)]  # both workers
+            for j in running:
+                while (await rm.get_job(j.id)).status != 'running': await asyncio.sleep(0.02)
+            queued = await rm.start_job('echo', text='after the restart')
+            await asyncio.sleep(0.2)  # the journal writes its batch (50 ms window)
+            waits = [asyncio.ensure_future(rm.wait_for_job(j.id, 60)) for j in (*running, queued)]
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            proc = start_owner('--socket', path, cwd=tmp_path, factory='remote_factory:managers', env=env)
+            await until_serving(proc, httpx.AsyncHTTPTransport(uds=path))
+            done = await asyncio.gather(*waits)
+            assert [j.status for j in done] == ['interrupted', 'interrupted', 'completed']
+            assert done[2].result == {'text': 'after the restart'}
+    finally: stop(proc)
+
+
+def owners_on(path) -> list:
+    "The owner processes serving on `path` (by their command line)."
+    import psutil
+    found = []
+    for p in psutil.process_iter(['cmdline']):
+        cmd = p.info['cmdline'] or []
+        if 'serve' in cmd and path in cmd and any('cjm_workers' in c for c in cmd): found.append(p)
+    return found
+
+
+SPAWNING_CLIENT = """
+import asyncio, sys
+from cjm_workers.remote import RemoteJobManager
+async def main():
+    async with RemoteJobManager('demo', socket=sys.argv[1], spawn='cjm_workers.demo.plugins:demo_managers', timeout=60) as rm:
+        job = await rm.start_job('echo', text=sys.argv[2])
+        print((await rm.wait_for_job(job.id, 60)).result['text'], flush=True)
+asyncio.run(main())
+"""
+
+
+async def test_spawn_elects_one_owner_and_elects_again_when_it_dies(tmp_path):
+    "Three web processes start at once with spawn=: one owner is started, all three use it; killed, the next client starts another."
+    path = str(tmp_path / 'owner.sock')
+    def clients(tags):
+        procs = [subprocess.Popen([sys.executable, '-c', SPAWNING_CLIENT, path, t], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for t in tags]
+        return [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    try:
+        outs = await asyncio.to_thread(clients, ['a', 'b', 'c'])
+        assert [(o[0].strip(), o[2]) for o in outs] == [('a', 0), ('b', 0), ('c', 0)], [o[1][-2000:] for o in outs]
+        first = owners_on(path)
+        assert len(first) == 1  # one owner for the three of them
+        first[0].kill()
+        first[0].wait(10)
+        outs = await asyncio.to_thread(clients, ['d'])
+        assert (outs[0][0].strip(), outs[0][2]) == ('d', 0), outs[0][1][-2000:]
+        second = owners_on(path)
+        assert len(second) == 1 and second[0].pid != first[0].pid
+    finally:
+        for p in owners_on(path):
+            with contextlib.suppress(Exception):
+                os.killpg(p.pid, signal.SIGKILL)

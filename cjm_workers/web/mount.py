@@ -705,7 +705,10 @@ def mount_jobs(app, *managers, prefix:str='/jobs', access:Optional[Callable[[Req
                presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10,
                max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP,
                form_plugins=None) -> JobsMount:
-    "Put the managers' JSON API, dashboard and live streams on `app` under `prefix`; see above."
+    "Put the managers' JSON API, dashboard and live streams on `app` under `prefix`; see above. Remote managers (`cjm_workers.remote`): their owner's, passed through."
+    if managers and all(getattr(m, 'is_remote', False) for m in managers):
+        from cjm_workers.remote import mount_remote
+        return mount_remote(app, *managers, prefix=prefix, access=access, owner=owner, hub=hub, presets=presets)
     jm = JobsMount(list(managers), prefix, access, owner, hub, presets, title, ping, send_timeout,
                    max_body_bytes, max_depth, job_options, output_cap, form_plugins)
     mount = Mount(prefix, routes=jm.routes())
