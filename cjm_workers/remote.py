@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Dict, List, Mapping, Optional
 import httpx
 
 from .core.errors import ParameterError, WorkerUnavailableError
+from .core.events import EventBroadcaster
 from .core.jobs import TERMINAL_STATUSES, BaseJob
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class RemoteJobManager:
         self._last_event_id: Optional[str] = None
         self._refused: Optional[Exception] = None       # why the owner refused the event stream, if it did
         self._connected: Optional[asyncio.Event] = None  # set while the upstream stream is open
+        self.events = _RemoteEvents(self)                   # the owner's events of this manager, as a local manager's `events`
         self._waiters: Dict[str, List[asyncio.Future]] = {}  # job id -> futures of wait_for_job
         self._streams: Dict[str, List[asyncio.Queue]] = {}   # job id -> queues of stream_job
 
@@ -111,6 +113,11 @@ class RemoteJobManager:
             await self._client.aclose()
             self._client = None
 
+    async def start(self) -> 'RemoteJobManager':
+        "Open the upstream event stream now (it opens by itself on the first wait, stream or event subscription)."
+        await self._upstream()
+        return self
+
     async def __aenter__(self): return self
     async def __aexit__(self, *exc): await self.close()
 
@@ -148,6 +155,16 @@ def elect_owner(path:str, factory:str, timeout:float=60.0) -> bool:
             return True
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
     finally: os.close(lock)
+
+# %% ../nbs/40_remote.ipynb #17d94b97
+class _RemoteEvents(EventBroadcaster):
+    "A remote manager's `events`: the owner's events of it, named `manager:type` as a local manager's; subscribing opens the upstream stream."
+    def __init__(self, remote): super().__init__(); self.remote = remote
+    def subscribe(self, *a, **kw):
+        sub = super().subscribe(*a, **kw)
+        try: asyncio.get_running_loop().create_task(self.remote._upstream())
+        except RuntimeError: pass  # no loop yet: the first wait, stream or `start()` opens it
+        return sub
 
 # %% ../nbs/40_remote.ipynb #fc7fc54f
 async def submit_job(self:RemoteJobManager, plugin_id:str, params:Mapping[str, Any], **options) -> BaseJob:
@@ -271,6 +288,7 @@ def _on_event(self:RemoteJobManager, eid:Optional[str], event:str, data:str) -> 
     try: d = json.loads(data)
     except ValueError: return
     if event == 'snapshot': return self._recheck_all()
+    if self.events.has_subscribers and d.get('manager'): self.events.publish(f"{d['manager']}:{event}", d.get('data') or {})
     job_id = d.get('job_id')
     if job_id is None: return
     if event == 'chunk':

@@ -7,6 +7,7 @@ import pytest
 
 from cjm_workers.core.errors import ParameterError, WorkerUnavailableError
 from cjm_workers.remote import RemoteJobManager
+from conftest import wait_event
 
 FACTORY = 'cjm_workers.demo.plugins:demo_managers'
 
@@ -58,8 +59,12 @@ async def owner(tmp_path):
 async def test_a_remote_manager_submits_waits_streams_and_cancels(owner):
     proc, path = owner
     async with RemoteJobManager('demo', socket=path) as rm:
-        job = await rm.start_job('echo', text='hi')
-        assert job.status in ('pending', 'running', 'completed') and job.plugin_id == 'echo'
+        with rm.events.subscribe() as sub:  # the owner's events, named as a local manager's
+            await rm.start()
+            job = await rm.start_job('echo', text='hi')
+            assert job.status in ('pending', 'running', 'completed') and job.plugin_id == 'echo'
+            ended = await wait_event(sub, 'demo:completed', 30, job_id=job.id)
+            assert ended['result'] == {'text': 'hi'}
         done = await rm.wait_for_job(job.id, 30)
         assert (done.status, done.result) == ('completed', {'text': 'hi'})
         # a stream: what stream_job yields is the job's whole output, each character once
