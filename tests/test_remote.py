@@ -81,6 +81,23 @@ async def test_a_remote_manager_submits_waits_streams_and_cancels(owner):
         assert (await rm.health())['workers']
 
 
+async def test_the_event_stream_resumes_with_last_event_id_after_a_drop(owner):
+    "Events published while a client's stream was down are replayed when it comes back (not replaced by a snapshot)."
+    _, path = owner
+    async with RemoteJobManager('demo', socket=path) as rm, RemoteJobManager('demo', socket=path) as other:
+        with rm.events.subscribe() as sub:
+            await rm.start()
+            first = await rm.start_job('echo', text='before')
+            await wait_event(sub, 'demo:completed', 30, job_id=first.id)
+            rm._events.cancel()  # the stream drops (as when a connection is cut), with the id of the last event seen
+            with contextlib.suppress(asyncio.CancelledError): await rm._events
+            missed = await other.start_job('echo', text='while it was down')
+            await other.wait_for_job(missed.id, 30)
+            await rm.start()  # back, with Last-Event-ID: the owner replays what came after it
+            ended = await wait_event(sub, 'demo:completed', 30, job_id=missed.id)
+            assert ended['result'] == {'text': 'while it was down'}
+
+
 async def test_a_remote_manager_raises_what_a_local_one_does(owner):
     _, path = owner
     async with RemoteJobManager('demo', socket=path) as rm:
