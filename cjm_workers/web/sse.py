@@ -18,7 +18,7 @@ from .hub import EventHub, HubEvent
 _HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'), (b'cache-control', b'no-store'),
             (b'connection', b'keep-alive'), (b'x-accel-buffering', b'no')]
 _PING = b': ping\r\n\r\n'
-_exiting: dict = {}  # event loop -> (its shutdown event, the task that polls for it)
+_exiting: dict = {}  # event loop -> [its shutdown event, the task that polls for it, the streams open on it]
 
 def _server_exiting() -> bool:
     "Whether uvicorn is shutting down: sse-starlette's flag (set by its hook on uvicorn's exit handler) or uvicorn's own."
@@ -26,19 +26,30 @@ def _server_exiting() -> bool:
     server = getattr(signal.getsignal(signal.SIGTERM), '__self__', None)  # uvicorn's handler is a bound method of its Server
     return bool(getattr(server, 'should_exit', False))
 
-async def _poll_exit(event:asyncio.Event):
-    while not _server_exiting(): await asyncio.sleep(0.25)
-    event.set()
+async def _poll_exit(loop, state:list):
+    "One per loop while streams are open on it: sets their shutdown event when uvicorn is shutting down."
+    try:
+        while state[2] > 0:
+            if _server_exiting():
+                state[0].set()
+                return
+            await asyncio.sleep(0.25)
+    finally:
+        if _exiting.get(loop) is state: del _exiting[loop]  # the last stream has gone: no task is left behind
 
 def _exit_event() -> asyncio.Event:
-    "This loop's shutdown event, set by one polling task however many streams wait on it."
+    "This loop's shutdown event, set by one polling task however many streams wait on it; the caller counts as a stream until `_stream_ended`."
     loop = asyncio.get_running_loop()
-    got = _exiting.get(loop)
-    if got is None or got[1].done() and not got[0].is_set():
-        for other in [l for l in _exiting if l.is_closed()]: del _exiting[other]
-        event = asyncio.Event()
-        got = _exiting[loop] = (event, loop.create_task(_poll_exit(event)))
-    return got[0]
+    state = _exiting.get(loop)
+    if state is None:
+        state = _exiting[loop] = [asyncio.Event(), None, 0]
+        state[1] = loop.create_task(_poll_exit(loop, state))
+    state[2] += 1
+    return state[0]
+
+def _stream_ended(loop) -> None:
+    state = _exiting.get(loop)
+    if state is not None: state[2] -= 1
 
 class HubStream:
     "The SSE response of one hub subscription (see above): ASGI, so it can be returned from any route."
@@ -56,6 +67,7 @@ class HubStream:
         finally:
             for t in tasks: t.cancel()
             sub.close()
+            _stream_ended(loop)
             await asyncio.gather(*tasks, return_exceptions=True)
         if tasks[0].done() and not tasks[0].cancelled() and tasks[0].exception() is None:  # the hub ended it: end the body
             try: await send({'type': 'http.response.body', 'body': b'', 'more_body': False})
