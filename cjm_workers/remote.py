@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['log', 'job_from_json', 'raise_for', 'RemoteJobManager', 'elect_owner', 'submit_job', 'start_job', 'get_job',
            'job_history', 'get_all_jobs', 'cancel_job', 'retry_job', 'health', 'set_job_priority', 'move_job_to_front',
-           'queued_job_ids', 'wait_for_job', 'stream_job', 'OwnerProxy', 'mount_remote']
+           'queued_job_ids', 'wait_for_job', 'stream_job', 'SharedStream', 'OwnerProxy', 'mount_remote']
 
 # %% ../nbs/40_remote.ipynb #0a1349cb
-import asyncio, fcntl, json, logging, os, subprocess, sys, time
+import asyncio, contextlib, fcntl, json, logging, os, subprocess, sys, time
 import socket as socket_module  # `socket` is the name of an argument here
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional
 
@@ -385,15 +385,74 @@ RemoteJobManager.wait_for_job, RemoteJobManager.stream_job = wait_for_job, strea
 _HOP = {b'connection', b'keep-alive', b'transfer-encoding', b'te', b'trailer', b'upgrade', b'host', b'content-length',
         b'proxy-authorization', b'proxy-connection'}
 
+_SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'), (b'cache-control', b'no-store'),
+                (b'connection', b'keep-alive'), (b'x-accel-buffering', b'no')]
+
+def _event_meta(block:bytes) -> tuple:
+    "(epoch, n, type) of one SSE event's bytes; n is -1 without an id."
+    epoch, n, kind = None, -1, None
+    for line in block.split(b'\r\n'):
+        if line.startswith(b'id:'):
+            e, _, num = line[3:].strip().decode('latin-1').rpartition('-')
+            epoch, n = e, int(num) if num.isdigit() else -1
+        elif line.startswith(b'event:'): kind = line[6:].strip()
+    return epoch, n, kind
+
+class SharedStream:
+    "One upstream SSE connection of a web process for one stream and query, its events handed to every local subscriber."
+    def __init__(self, proxy:'OwnerProxy', key:str):
+        self.proxy, self.key = proxy, key
+        self.subs: set = set()
+        self.opened = asyncio.Event()   # its first event (its own snapshot) has come: it has everything after that
+        self.ended = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self):
+        client = self.proxy.remote._http()
+        try:
+            async with client.stream('GET', str(client.base_url).rstrip('/') + self.key,
+                                     timeout=httpx.Timeout(self.proxy.remote.timeout, read=None)) as r:
+                if r.status_code != 200: return
+                buf, first = b'', True
+                async for chunk in r.aiter_raw():
+                    *blocks, buf = (buf + chunk).split(b'\r\n\r\n')
+                    for block in blocks:
+                        if not block or block.startswith(b':'): continue  # a ping
+                        if first:  # its own snapshot: not a change
+                            first = False
+                            self.opened.set()
+                            continue
+                        item = (block + b'\r\n\r\n', _event_meta(block))
+                        for q in self.subs: q.put_nowait(item)
+        except Exception as e: log.debug("shared stream %s ended: %s", self.key, e)
+        finally:
+            self.ended = True
+            self.opened.set()
+            for q in self.subs: q.put_nowait(None)
+            if self.proxy.shared.get(self.key) is self: del self.proxy.shared[self.key]
+
+    def leave(self, q):
+        self.subs.discard(q)
+        if not self.subs and not self.ended:  # the last local subscriber has gone
+            self.task.cancel()
+            if self.proxy.shared.get(self.key) is self: del self.proxy.shared[self.key]
+
 class OwnerProxy:
     "ASGI app for a mount: each request under it goes to the same path of the owner, its answer streamed back (pages, API, SSE)."
-    def __init__(self, remote:RemoteJobManager): self.remote = remote
+    STREAMS = ('/stream', '/api/events')  # fanned out in the web process (see above)
+
+    def __init__(self, remote:RemoteJobManager):
+        self.remote = remote
+        self.shared: Dict[str, SharedStream] = {}  # path and query -> its upstream stream
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return
         full = scope.get('path', '')
         root = scope.get('root_path', '')
         rel = full[len(root):] if root and full.startswith(root) else full  # the path under the mount
+        if scope['method'] == 'GET' and rel in self.STREAMS and not any(k.lower() == b'last-event-id' for k, _ in scope['headers']) \
+           and b'last_event_id' not in scope.get('query_string', b''):
+            if await self._fan_out(rel, scope, receive, send): return  # else the owner refused it: its answer, as it is
         body, more = b'', True
         while more:  # the API's bodies are small (the owner bounds them): read whole
             msg = await receive()
@@ -422,6 +481,53 @@ class OwnerProxy:
                 for t in (relay, gone): t.cancel()
             if relay.done() and not relay.cancelled() and relay.exception() is not None: log.debug("relay ended: %s", relay.exception())
         finally: await r.aclose()
+
+    async def _fan_out(self, rel:str, scope, receive, send) -> bool:
+        "One browser's live stream: its own snapshot from the owner, then the shared stream's events after it. False (nothing sent) if the owner refused the stream."
+        qs = scope.get('query_string', b'').decode('latin-1')
+        key = rel + (f"?{qs}" if qs else '')
+        shared = self.shared.get(key)
+        if shared is None: shared = self.shared[key] = SharedStream(self, key)
+        q: asyncio.Queue = asyncio.Queue()
+        shared.subs.add(q)
+        try:
+            await asyncio.wait_for(shared.opened.wait(), self.remote.timeout)
+            snapshot = await self._snapshot(key) if not shared.ended else None
+            if snapshot is None: return False  # refused (say, no such manager) or unreachable: passed through instead
+            epoch, n, _ = _event_meta(snapshot)
+            await send({'type': 'http.response.start', 'status': 200, 'headers': _SSE_HEADERS})
+            await send({'type': 'http.response.body', 'body': snapshot + b'\r\n\r\n', 'more_body': True})
+            async def forward():
+                while True:
+                    item = await q.get()
+                    if item is None: return  # the owner's stream ended: the browser reconnects
+                    data, (ep, m, kind) = item
+                    if ep != epoch: return    # another owner (restarted): the browser reconnects and gets its snapshot
+                    if m > n or kind == b'health': await send({'type': 'http.response.body', 'body': data, 'more_body': True})
+            relay, gone = asyncio.ensure_future(forward()), asyncio.ensure_future(self._disconnected(receive))
+            try: await asyncio.wait([relay, gone], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in (relay, gone): t.cancel()
+            if relay.done() and not relay.cancelled():
+                with contextlib.suppress(Exception): await send({'type': 'http.response.body', 'body': b'', 'more_body': False})
+            return True
+        except asyncio.TimeoutError: return False
+        finally: shared.leave(q)
+
+    async def _snapshot(self, key:str) -> Optional[bytes]:
+        "The first event of a fresh connection to the owner's stream: a snapshot, numbered like its last event."
+        client = self.remote._http()
+        try:
+            async with client.stream('GET', str(client.base_url).rstrip('/') + key, timeout=httpx.Timeout(self.remote.timeout)) as r:
+                if r.status_code != 200: return None
+                buf = b''
+                async for chunk in r.aiter_raw():
+                    buf += chunk
+                    while b'\r\n\r\n' in buf:
+                        block, buf = buf.split(b'\r\n\r\n', 1)
+                        if block and not block.startswith(b':'): return block
+        except httpx.TransportError: return None
+        return None
 
     async def _relay(self, r, send):
         async for chunk in r.aiter_raw(): await send({'type': 'http.response.body', 'body': chunk, 'more_body': True})

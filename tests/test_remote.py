@@ -357,3 +357,59 @@ async def test_spawn_elects_one_owner_and_elects_again_when_it_dies(tmp_path):
         for p in owners_on(path):
             with contextlib.suppress(Exception):
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+async def test_a_web_process_fans_its_browsers_streams_out_of_one_upstream(owner):
+    "Five browsers on one web process's event stream: one upstream connection at the owner, every event to each, each from its own snapshot."
+    import psutil
+    proc, path = owner
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    web = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'multi_web_app:app', '--host', '127.0.0.1', '--port', str(port),
+                            '--app-dir', HERE, '--log-level', 'warning'], env={**os.environ, 'CJM_TEST_OWNER': path},
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    owner_conns = lambda: len([c for c in psutil.Process(proc.pid).net_connections('unix') if not c.raddr and c.status != 'LISTEN'])
+    streams = []
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                async with httpx.AsyncClient(base_url=url) as c: await c.get('/whoami'); break
+            except httpx.TransportError:
+                assert time.monotonic() < end and web.poll() is None, "the web process did not start"
+                await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            before = owner_conns()
+            async def browser():
+                got = []
+                async with c.stream('GET', '/jobs/api/events') as r:
+                    streams.append(r)
+                    async for line in r.aiter_lines():
+                        if line.startswith('event:'): got.append(line[6:].strip())
+                        if line.startswith('data:') and '"completed"' in line and got and got[-1] == 'completed': return got
+            tasks = [asyncio.ensure_future(browser()) for _ in range(5)]
+            await wait_until_(lambda: len(streams) == 5)
+            await asyncio.sleep(0.3)  # the snapshots' own connections close
+            opened = owner_conns() - before
+            job = (await c.post('/submit', json={'plugin': 'echo', 'params': {'text': 'to all'}})).json()
+            got = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            assert all(g[0] == 'snapshot' and g[-1] == 'completed' for g in got), got
+            assert opened <= 2, opened  # one shared upstream (not five), plus at most a snapshot's closing connection
+            async with c.stream('GET', '/jobs/stream') as r:  # the console's HTML stream: a page redraw first, as from the owner
+                first = ''
+                async for line in r.aiter_lines():
+                    if line.startswith('data:'): first += line[5:]
+                    elif line == '' and first: break
+            assert 'id="cjm-jobs"' in first and job['id'][-8:] in first
+    finally:
+        with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGTERM)
+        try: web.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGKILL)
+
+
+async def wait_until_(cond, timeout=30):
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        await asyncio.sleep(0.02)
