@@ -266,3 +266,24 @@ async def test_a_job_cancelled_while_its_revoke_is_in_flight_ends_cancelled_and_
     assert (low.status, low.error, low.attempt) == ('cancelled', 'cancelled before it started', 0)
     await wait_until(lambda: m.runs.where(high.id) == 'running', 2, "the next job")
     assert low.id not in m.queued_job_ids() and m.runs.where(low.id) is None
+
+
+async def test_a_command_to_a_busy_worker_takes_back_its_held_job_first(fake):
+    "reload_plugin waits only for the running job (as before jobs were sent ahead); the held job runs after it, with the new configuration."
+    m, b = await fake()
+    w = b.started[0]
+    running, held = await m.start_job('echo', text='a'), await m.start_job('echo', text='b')
+    w.started()
+    assert m.runs.where(held.id) == 'held'
+    reload = asyncio.ensure_future(m.reload_plugin('echo', {'model': 'new'}))
+    await wait_until(lambda: any(r.type is WorkerRequestType.RELOAD for r in w.sent), 2, "the reload request")
+    assert [c.type for c in w.controls] == [WorkerRequestType.REVOKE]  # the held job, taken back before the reload went
+    await wait_until(lambda: m.runs.where(held.id) == 'held' and w.executes[-1].data['job_id'] == held.id and len(w.executes) == 3, 2,
+                     "the held job to be sent again, behind the reload")
+    order = [r.type for r in w.sent]
+    assert order.index(WorkerRequestType.RELOAD) < len(order) - 1 and w.sent[-1].type is WorkerRequestType.EXECUTE
+    rid = next(r.request_id for r in w.sent if r.type is WorkerRequestType.RELOAD)
+    w.say(WorkerResponseType.RESPONSE, {'success': True, 'error': None, 'loaded': ['echo']}, request_id=rid)
+    assert await asyncio.wait_for(reload, 2) is True
+    w.result({'text': 'a'}); w.result({'text': 'b'})
+    assert [running.status, held.status, held.attempt] == ['completed', 'completed', 1]

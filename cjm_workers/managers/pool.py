@@ -280,6 +280,9 @@ class WorkerPool:
             async with asyncio.timeout(timeout):
                 async with h.commands:
                     fut = h.replies[rid] = asyncio.get_running_loop().create_future()
+                    # jobs sent ahead go back to the queue first: the command then waits only for the running job, as
+                    # it did before jobs were sent ahead, and those jobs, sent again after it, run with what it changed
+                    if h.held: self.owner.runs.take_back_all(h)
                     h.send(WorkerRequest(rtype, data, request_id=rid))
                     reply = await fut
         except (TimeoutError, ConnectionError) as e:

@@ -170,6 +170,11 @@ class HeldJobs:
             else: m._queue.put_back(run.job_id, run.execution, run.execution.needs, run.key)
         self.dispatch()
 
+    def take_back_all(self, h:WorkerHandle):
+        "Revoke every job worker `h` holds (a command is about to be sent to it)."
+        for run in list(h.held):
+            if self.held.get(run.job_id) is run and not run.revoking: self.revoke(run, cancel=False)
+
     def next_run(self, h:WorkerHandle):
         "Worker `h` is done with its current job: the job it holds next becomes current, or it is idle."
         if h.held: self.begin(h, h.held.popleft())
