@@ -162,9 +162,13 @@ class _RemoteEvents(EventBroadcaster):
     def __init__(self, remote): super().__init__(); self.remote = remote
     def subscribe(self, *a, **kw):
         sub = super().subscribe(*a, **kw)
-        try: asyncio.get_running_loop().create_task(self.remote._upstream())
+        try: asyncio.get_running_loop().create_task(self._open())
         except RuntimeError: pass  # no loop yet: the first wait, stream or `start()` opens it
         return sub
+
+    async def _open(self):
+        try: await self.remote._upstream()
+        except Exception as e: log.warning("events of %s: %s", self.remote.worker_type, e)  # the owner may come later: the stream keeps trying
 
 # %% ../nbs/40_remote.ipynb #fc7fc54f
 async def submit_job(self:RemoteJobManager, plugin_id:str, params:Mapping[str, Any], **options) -> BaseJob:
