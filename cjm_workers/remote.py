@@ -173,9 +173,11 @@ class _RemoteEvents(EventBroadcaster):
 # %% ../nbs/40_remote.ipynb #fc7fc54f
 async def submit_job(self:RemoteJobManager, plugin_id:str, params:Mapping[str, Any], **options) -> BaseJob:
     "Submit a job with its parameters as one mapping (as `BaseJobManager.submit_job`); job options as keywords."
+    owner = options.pop('owner', None)  # the owner trusts its web processes to name who submitted (a header)
     body = {'manager': self.worker_type, 'plugin': plugin_id, 'params': dict(params),
             **{k: v for k, v in options.items() if v is not None}}
-    r = await self._call('POST', '/api/jobs', f"submit {plugin_id!r}", json=body)
+    r = await self._call('POST', '/api/jobs', f"submit {plugin_id!r}", json=body,
+                         headers={'x-cjm-owner': owner} if owner is not None else None)
     return job_from_json(r.json())
 
 async def start_job(self:RemoteJobManager, plugin_id:str, *, priority:Optional[int]=None, time_limit:Optional[float]=None,
@@ -445,8 +447,8 @@ class OwnerProxy:
     "ASGI app for a mount: each request under it goes to the same path of the owner, its answer streamed back (pages, API, SSE)."
     STREAMS = ('/stream', '/api/events')  # fanned out in the web process (see above)
 
-    def __init__(self, remote:RemoteJobManager):
-        self.remote = remote
+    def __init__(self, remote:RemoteJobManager, owner=None):
+        self.remote, self.owner = remote, owner  # owner(request): the job owner of a submission (`mount_jobs`' owner=)
         self.shared: Dict[str, SharedStream] = {}  # path and query -> its upstream stream
 
     async def __call__(self, scope, receive, send):
@@ -464,7 +466,12 @@ class OwnerProxy:
             body += msg.get('body', b'')
             more = msg.get('more_body', False)
         client = self.remote._http()
-        headers = [(k, v) for k, v in scope['headers'] if k.lower() not in _HOP and k.lower() != b'authorization']
+        # never a browser's own claim to be somebody: only this process names a job's owner
+        headers = [(k, v) for k, v in scope['headers'] if k.lower() not in _HOP and k.lower() not in (b'authorization', b'x-cjm-owner')]
+        if self.owner is not None:
+            from starlette.requests import Request
+            who = self.owner(Request(scope))
+            if who: headers.append((b'x-cjm-owner', str(who).encode()))
         qs = scope.get('query_string', b'').decode('latin-1')
         url = str(client.base_url).rstrip('/') + (rel or '/') + (f"?{qs}" if qs else '')
         req = client.build_request(scope['method'], url, headers=headers, content=body,
@@ -546,11 +553,12 @@ def mount_remote(app, *remotes:RemoteJobManager, prefix:str='/jobs', **options):
     if any((r.socket, r.url, r.token) != (first.socket, first.url, first.token) for r in remotes):
         raise ValueError("remote managers mounted together must share one owner (socket or url, and token)")
     if prefix != first.prefix: raise ValueError(f"mount remote managers at their owner's prefix {first.prefix!r}, not {prefix!r}")
+    owner = options.pop('owner', None)
     given = sorted(k for k, v in options.items() if v is not None)
     if given: raise ValueError(f"{', '.join(given)}: not supported for remote managers yet (the owner serves the console as it is)")
     from starlette.responses import RedirectResponse
     from starlette.routing import Mount, Route
-    proxy = OwnerProxy(first)
+    proxy = OwnerProxy(first, owner)
     app.router.routes.insert(0, Mount(prefix, app=proxy))
     app.router.routes.insert(1, Route(prefix, lambda request: RedirectResponse(prefix + '/')))
     return proxy

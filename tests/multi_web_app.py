@@ -35,4 +35,6 @@ async def whoami(request): return JSONResponse({'pid': os.getpid(), 'children': 
 
 app = Starlette(routes=[Route('/submit', submit, methods=['POST']), Route('/stream/{job_id}', stream),
                         Route('/cancel/{job_id}', cancel, methods=['POST']), Route('/whoami', whoami)])
-mount_jobs(app, jobs)  # the console, the JSON API and the event streams: the owner's, through this process
+# the console, the JSON API and the event streams: the owner's, through this process; a job submitted there is owned
+# by the user this process names (here from a header its proxy would set)
+mount_jobs(app, jobs, owner=lambda request: request.headers.get('x-user'))

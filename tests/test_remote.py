@@ -79,6 +79,8 @@ async def test_a_remote_manager_submits_waits_streams_and_cancels(owner):
         assert (await rm.get_job(slow.id)).status == 'cancelled'
         assert await rm.cancel_job(slow.id) is False  # already ended, as a local manager says
         assert (await rm.health())['workers']
+        owned = await rm.start_job('echo', text='mine', owner='ann')  # as BaseJobManager.start_job(owner=...)
+        assert (await rm.get_job(owned.id)).owner == 'ann'
 
 
 async def test_the_event_stream_resumes_with_last_event_id_after_a_drop(owner):
@@ -267,6 +269,10 @@ async def test_several_uvicorn_workers_share_one_owner(owner, tmp_path):
             # the console and API of any web process show every job (the owner's, passed through)
             listed = (await b.get('/jobs/api/jobs', params={'limit': 100})).json()
             assert {job['id'], slow['id']} <= {j['id'] for j in listed['jobs']}
+            # the web process names a submission's owner; a browser cannot name it itself
+            mine = (await b.post('/jobs/api/jobs', json={'plugin': 'echo', 'params': {'text': 'x'}}, headers={'x-user': 'bob'})).json()
+            spoof = (await a.post('/jobs/api/jobs', json={'plugin': 'echo', 'params': {'text': 'y'}}, headers={'x-cjm-owner': 'eve'})).json()
+            assert (mine['owner'], spoof['owner']) == ('bob', None)
             page = await b.get('/jobs/')
             assert page.status_code == 200 and 'text/html' in page.headers['content-type']
             async with b.stream('GET', '/jobs/api/events') as events:  # a live stream through the web process
