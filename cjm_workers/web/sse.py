@@ -35,7 +35,7 @@ async def _poll_exit(loop, state:list):
                 return
             await asyncio.sleep(0.25)
     finally:
-        if _exiting.get(loop) is state: del _exiting[loop]  # the last stream has gone: no task is left behind
+        if _exiting.get(loop) is state: del _exiting[loop]
 
 def _exit_event() -> asyncio.Event:
     "This loop's shutdown event, set by one polling task however many streams wait on it; the caller counts as a stream until `_stream_ended`."
@@ -48,8 +48,13 @@ def _exit_event() -> asyncio.Event:
     return state[0]
 
 def _stream_ended(loop) -> None:
+    "A stream on `loop` has ended; with the last one, its shutdown poll ends at once (no task outlives the streams)."
     state = _exiting.get(loop)
-    if state is not None: state[2] -= 1
+    if state is None: return
+    state[2] -= 1
+    if state[2] <= 0:
+        del _exiting[loop]
+        state[1].cancel()
 
 class HubStream:
     "The SSE response of one hub subscription (see above): ASGI, so it can be returned from any route."
