@@ -34,6 +34,14 @@ async def until_serving(proc, transport=None, url='http://owner', headers=None, 
             await asyncio.sleep(0.05)
 
 
+async def until_running(rm, job_id, timeout=30.0):
+    "Wait (bounded) until the owner says the job is running."
+    end = time.monotonic() + timeout
+    while (await rm.get_job(job_id)).status != 'running':
+        if time.monotonic() > end: raise AssertionError(f"job {job_id} did not start")
+        await asyncio.sleep(0.02)
+
+
 def stop(proc, timeout=20) -> int:
     "SIGTERM the owner (only: its workers are its to stop) and wait for it; SIGKILL its whole session if it does not stop."
     if proc.poll() is None:
@@ -74,7 +82,7 @@ async def test_a_remote_manager_submits_waits_streams_and_cancels(owner):
         assert final.status == 'completed' and len(pieces) > 1 and ''.join(pieces) == final.output
         # a cancel: True once the job has ended cancelled
         slow = await rm.start_job('sleep', seconds=30)
-        while (await rm.get_job(slow.id)).status != 'running': await asyncio.sleep(0.02)
+        await until_running(rm, slow.id)
         assert await rm.cancel_job(slow.id) is True
         assert (await rm.get_job(slow.id)).status == 'cancelled'
         assert await rm.cancel_job(slow.id) is False  # already ended, as a local manager says
@@ -125,7 +133,7 @@ async def test_priorities_and_queue_order_from_another_process(owner):
     async with RemoteJobManager('demo', socket=path) as rm:
         busy = [await rm.start_job('sleep', seconds=30) for _ in range(2)]  # both workers
         for b in busy:
-            while (await rm.get_job(b.id)).status != 'running': await asyncio.sleep(0.02)
+            await until_running(rm, b.id)
         a, b, c = [await rm.start_job('echo', text=t) for t in 'abc']
         assert await rm.queued_job_ids() == [a.id, b.id, c.id]
         assert await rm.set_job_priority(c.id, 5) is True
@@ -166,7 +174,7 @@ async def test_the_jobs_cli_lists_shows_cancels_and_retries(owner):
         done = await rm.start_job('echo', text='cli')
         await rm.wait_for_job(done.id, 30)
         slow = await rm.start_job('sleep', seconds=30)
-        while (await rm.get_job(slow.id)).status != 'running': await asyncio.sleep(0.02)
+        await until_running(rm, slow.id)
     out = await asyncio.to_thread(cli, path, 'list')
     assert out.returncode == 0 and done.id in out.stdout and slow.id in out.stdout, out.stderr
     out = await asyncio.to_thread(cli, path, 'show', done.id)
@@ -188,7 +196,7 @@ async def test_the_owner_socket_is_private_and_sigterm_lets_running_jobs_finish(
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         async with RemoteJobManager('demo', socket=path) as rm:
             job = await rm.start_job('sleep', seconds=1.0)
-            while (await rm.get_job(job.id)).status != 'running': await asyncio.sleep(0.02)
+            await until_running(rm, job.id)
         code = await asyncio.to_thread(stop, proc)
         assert code in (0, -signal.SIGTERM), proc.stderr.read()  # uvicorn re-raises the SIGTERM it handled, once it is done
         assert not os.path.exists(path)
@@ -264,7 +272,7 @@ async def test_several_uvicorn_workers_share_one_owner(owner, tmp_path):
             assert final.status == 'completed' and text == final.output and text
             # cancelled through B while it runs, submitted through A
             slow = (await a.post('/submit', json={'plugin': 'sleep', 'params': {'seconds': 30}})).json()
-            while (await rm.get_job(slow['id'])).status != 'running': await asyncio.sleep(0.02)
+            await until_running(rm, slow['id'])
             assert (await b.post(f"/cancel/{slow['id']}")).json() == {'cancelled': True, 'pid': pid_b}
             # the console and API of any web process show every job (the owner's, passed through)
             listed = (await b.get('/jobs/api/jobs', params={'limit': 100})).json()
@@ -306,9 +314,14 @@ async def test_an_owner_killed_and_started_again_recovers_from_its_journal(tmp_p
         async with RemoteJobManager('demo', socket=path) as rm:
             running = [await rm.start_job('sleep', seconds=30) for _ in range(2)]  # both workers
             for j in running:
-                while (await rm.get_job(j.id)).status != 'running': await asyncio.sleep(0.02)
+                await until_running(rm, j.id)
             queued = await rm.start_job('echo', text='after the restart')
-            await asyncio.sleep(0.2)  # the journal writes its batch (50 ms window)
+            from cjm_workers.core.store import SQLiteJobStore
+            store = SQLiteJobStore(journal)
+            end = time.monotonic() + 30
+            while store.get('demo', queued.id) is None:  # the journal has written it (its window is 50 ms)
+                assert time.monotonic() < end, "the journal never wrote the queued job"
+                await asyncio.sleep(0.02)
             waits = [asyncio.ensure_future(rm.wait_for_job(j.id, 60)) for j in (*running, queued)]
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
@@ -395,7 +408,8 @@ async def test_a_web_process_fans_its_browsers_streams_out_of_one_upstream(owner
                         if line.startswith('data:') and '"completed"' in line and got and got[-1] == 'completed': return got
             tasks = [asyncio.ensure_future(browser()) for _ in range(5)]
             await wait_until_(lambda: len(streams) == 5)
-            await asyncio.sleep(0.3)  # the snapshots' own connections close
+            # the snapshots' own connections close; one shared upstream (not five) stays
+            await wait_until_(lambda: owner_conns() - before <= 2, 10)
             opened = owner_conns() - before
             job = (await c.post('/submit', json={'plugin': 'echo', 'params': {'text': 'to all'}})).json()
             got = await asyncio.wait_for(asyncio.gather(*tasks), 30)

@@ -162,12 +162,12 @@ class HeldJobs:
             run = next((r for r in h.held if r.n == n), None)
             if run is None: return  # a second answer (a cancel's revoke after a priority's): nothing is left of it
             h.held.remove(run)
-        if self.held.get(run.job_id) is run: del self.held[run.job_id]
         job = m.jobs.get(run.job_id)
-        if job is not None and not job.is_terminal:
+        if run.stop is not None and job is not None and not job.is_terminal:
             # a stop asked for it while it was current (a cancel, a shutdown) is honoured: it ends, never having started
-            if run.stop is not None: m._finish(job, run.stop.status, error=run.stop.why or "cancelled before it started")
-            else: m._queue.put_back(run.job_id, run.execution, run.execution.needs, run.key)
+            if self.held.get(run.job_id) is run: del self.held[run.job_id]
+            m._finish(job, run.stop.status, error=run.stop.why or "cancelled before it started")
+        else: self.put_back(run)
         self.dispatch()
 
     def take_back_all(self, h:WorkerHandle):
@@ -182,13 +182,16 @@ class HeldJobs:
 
     def requeue_held(self, h:WorkerHandle):
         "Worker `h` is gone: the jobs it held go back to the queue with their turn (they never started)."
-        m = self.owner
         for run in h.held:
             run.end()
-            if self.held.get(run.job_id) is run: del self.held[run.job_id]
-            job = m.jobs.get(run.job_id)
-            if job is not None and not job.is_terminal: m._queue.put_back(run.job_id, run.execution, run.execution.needs, run.key)
+            self.put_back(run)
         h.held.clear()
+
+    def put_back(self, run:Run):
+        "A job sent ahead that will not run there: no longer held; queued again with its turn, unless it has ended."
+        if self.held.get(run.job_id) is run: del self.held[run.job_id]
+        job = self.owner.jobs.get(run.job_id)
+        if job is not None and not job.is_terminal: self.owner._queue.put_back(run.job_id, run.execution, run.execution.needs, run.key)
 
 def _key(run:Run): return run.key
 
