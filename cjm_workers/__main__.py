@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--token', default=os.environ.get('CJM_WORKERS_TOKEN'), help="bearer token clients must send (default: $CJM_WORKERS_TOKEN)")
     s.add_argument('--drain-timeout', type=float, default=30.0, help="seconds running jobs may take to finish at shutdown (default 30)")
     s.add_argument('--log-level', default='info')
+    s.add_argument('--access', help="package.module:rule deciding what browsers may see and do (rule(request, job, action) -> bool; "
+                                    "the person is cjm_workers.serve.forwarded_identity(request))")
     j = sub.add_parser('jobs', help="list, show, cancel or retry jobs of a running owner")
     j.add_argument('--socket', default=os.environ.get('CJM_WORKERS_SOCKET'))
     j.add_argument('--url', default=os.environ.get('CJM_WORKERS_URL'))
@@ -73,7 +75,7 @@ def main(argv:Optional[List[str]]=None) -> int:
         from cjm_workers.serve import serve
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try: serve(args.factory, socket_path=args.socket, host=args.host, port=args.port, token=args.token,
-                   drain_timeout=args.drain_timeout, log_level=args.log_level)
+                   drain_timeout=args.drain_timeout, log_level=args.log_level, access=args.access)
         except (ValueError, FileExistsError) as e:
             print(f"serve: {e}", file=sys.stderr)
             return 2

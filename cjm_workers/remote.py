@@ -6,7 +6,7 @@
 __all__ = ['log', 'job_from_json', 'raise_for', 'RemoteJobManager', 'elect_owner', 'SharedStream', 'OwnerProxy', 'mount_remote']
 
 # %% ../nbs/40_remote.ipynb #0a1349cb
-import asyncio, contextlib, fcntl, json, logging, os, subprocess, sys, time
+import asyncio, base64, contextlib, fcntl, json, logging, os, shlex, subprocess, sys, time
 import socket as socket_module  # `socket` is the name of an argument here
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional
 
@@ -56,7 +56,7 @@ class RemoteJobManager:
                  prefix:str='/jobs', timeout:float=30.0, spawn:Optional[str]=None):
         if (socket is None) == (url is None): raise ValueError("give the owner's socket or its url, one of the two")
         if spawn is not None and socket is None: raise ValueError("spawn= starts an owner on a Unix socket: give socket=")
-        self.spawn = spawn  # 'package.module:factory': start the owner if none serves (see `elect_owner`)
+        self.spawn = spawn  # 'package.module:factory [serve options]': start the owner if none serves (see `elect_owner`)
         self.worker_type, self.socket, self.url, self.token, self.timeout = worker_type, socket, url, token, timeout
         self.prefix = prefix
         self.where = socket or url
@@ -129,7 +129,7 @@ def _serving(path:str) -> bool:
         return True
 
 def elect_owner(path:str, factory:str, timeout:float=60.0) -> bool:
-    "Blocking: make sure an owner serves on `path`; start one (`serve factory`) if none does and this process wins the lock. True if it started one."
+    "Blocking: make sure an owner serves on `path`; start one (`serve factory`, where `factory` may go on with serve's options, say `--access pkg.mod:rule`) if none does and this process wins the lock. True if it started one."
     if _serving(path): return False
     deadline = time.monotonic() + timeout
     lock = os.open(path + '.lock', os.O_CREAT | os.O_RDWR, 0o600)
@@ -144,7 +144,7 @@ def elect_owner(path:str, factory:str, timeout:float=60.0) -> bool:
         try:
             if _serving(path): return False  # the process that held the lock started it
             with open(path + '.log', 'ab') as out:
-                proc = subprocess.Popen([sys.executable, '-m', 'cjm_workers', 'serve', factory, '--socket', path], stdin=subprocess.DEVNULL,
+                proc = subprocess.Popen([sys.executable, '-m', 'cjm_workers', 'serve', *shlex.split(factory), '--socket', path], stdin=subprocess.DEVNULL,
                                         stdout=out, stderr=out, start_new_session=True, close_fds=True)
             log.info("started a job owner (pid %s) on %s", proc.pid, path)
             while not _serving(path):
@@ -398,6 +398,8 @@ async def stream_job(self:RemoteJobManager, job_id:str) -> AsyncIterator[str]:
 _HOP = {b'connection', b'keep-alive', b'transfer-encoding', b'te', b'trailer', b'upgrade', b'host', b'content-length',
         b'proxy-authorization', b'proxy-connection'}
 
+_NAMED_HERE = {b'authorization', b'x-cjm-owner', b'x-cjm-identity'}  # never a browser's own: only the web process names these
+
 _SSE_HEADERS = [(b'content-type', b'text/event-stream; charset=utf-8'), (b'cache-control', b'no-store'),
                 (b'connection', b'keep-alive'), (b'x-accel-buffering', b'no')]
 
@@ -421,8 +423,8 @@ async def _sse_blocks(r:httpx.Response):
 
 class SharedStream:
     "One upstream SSE connection of a web process for one stream and query, its events handed to every local subscriber."
-    def __init__(self, proxy:'OwnerProxy', key:str):
-        self.proxy, self.key = proxy, key
+    def __init__(self, proxy:'OwnerProxy', key:str, headers:list):
+        self.proxy, self.key, self.headers = proxy, key, headers  # headers: the person's, under an access rule
         self.subs: set = set()
         self.opened = asyncio.Event()   # its first event (its own snapshot) has come: it has everything after that
         self.ended = False
@@ -431,7 +433,7 @@ class SharedStream:
     async def _run(self):
         client = self.proxy.remote._http()
         try:
-            async with client.stream('GET', str(client.base_url).rstrip('/') + self.key,
+            async with client.stream('GET', str(client.base_url).rstrip('/') + self.key, headers=self.headers,
                                      timeout=httpx.Timeout(self.proxy.remote.timeout, read=None)) as r:
                 if r.status_code != 200: return
                 first = True
@@ -447,21 +449,33 @@ class SharedStream:
             self.ended = True
             self.opened.set()
             for q in self.subs: q.put_nowait(None)
-            if self.proxy.shared.get(self.key) is self: del self.proxy.shared[self.key]
+            self._forget()
+
+    def _forget(self):
+        k = (self.key, *self.headers)
+        if self.proxy.shared.get(k) is self: del self.proxy.shared[k]
 
     def leave(self, q):
         self.subs.discard(q)
         if not self.subs and not self.ended:  # the last local subscriber has gone
             self.task.cancel()
-            if self.proxy.shared.get(self.key) is self: del self.proxy.shared[self.key]
+            self._forget()
 
 class OwnerProxy:
     "ASGI app for a mount: each request under it goes to the same path of the owner, its answer streamed back (pages, API, SSE)."
     STREAMS = ('/stream', '/api/events')  # fanned out in the web process (see above)
 
-    def __init__(self, remote:RemoteJobManager, owner=None):
+    def __init__(self, remote:RemoteJobManager, owner=None, identity=None):
         self.remote, self.owner = remote, owner  # owner(request): the job owner of a submission (`mount_jobs`' owner=)
-        self.shared: Dict[str, SharedStream] = {}  # path and query -> its upstream stream
+        self.identity = identity  # identity(request): the person a browser's request is for, for the owner's access rule
+        self.shared: Dict[tuple, SharedStream] = {}  # path, query and person -> its upstream stream
+
+    def _identity_header(self, scope) -> list:
+        "[(IDENTITY_HEADER, base64 JSON)] naming the person this browser's request is for ('null': nobody); [] without identity=."
+        if self.identity is None: return []
+        from starlette.requests import Request
+        who = json.dumps(self.identity(Request(scope)), separators=(',', ':'), sort_keys=True)
+        return [(b'x-cjm-identity', base64.urlsafe_b64encode(who.encode()))]
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http': return
@@ -479,7 +493,8 @@ class OwnerProxy:
             more = msg.get('more_body', False)
         client = self.remote._http()
         # never a browser's own claim to be somebody: only this process names a job's owner
-        headers = [(k, v) for k, v in scope['headers'] if k.lower() not in _HOP and k.lower() not in (b'authorization', b'x-cjm-owner')]
+        headers = [(k, v) for k, v in scope['headers'] if k.lower() not in _HOP and k.lower() not in _NAMED_HERE]
+        headers += self._identity_header(scope)
         if self.owner is not None:
             from starlette.requests import Request
             who = self.owner(Request(scope))
@@ -508,14 +523,14 @@ class OwnerProxy:
     async def _fan_out(self, rel:str, scope, receive, send) -> bool:
         "One browser's live stream: its own snapshot from the owner, then the shared stream's events after it. False (nothing sent) if the owner refused the stream."
         qs = scope.get('query_string', b'').decode('latin-1')
-        key = rel + (f"?{qs}" if qs else '')
-        shared = self.shared.get(key)
-        if shared is None: shared = self.shared[key] = SharedStream(self, key)
+        key, headers = rel + (f"?{qs}" if qs else ''), self._identity_header(scope)
+        shared = self.shared.get((key, *headers))  # a stream under an access rule is one person's: shared by their browsers
+        if shared is None: shared = self.shared[(key, *headers)] = SharedStream(self, key, headers)
         q: asyncio.Queue = asyncio.Queue()
         shared.subs.add(q)
         try:
             await asyncio.wait_for(shared.opened.wait(), self.remote.timeout)
-            snapshot = await self._snapshot(key) if not shared.ended else None
+            snapshot = await self._snapshot(key, headers) if not shared.ended else None
             if snapshot is None: return False  # refused (say, no such manager) or unreachable: passed through instead
             epoch, n, _ = _event_meta(snapshot)
             await send({'type': 'http.response.start', 'status': 200, 'headers': _SSE_HEADERS})
@@ -537,11 +552,11 @@ class OwnerProxy:
         except asyncio.TimeoutError: return False
         finally: shared.leave(q)
 
-    async def _snapshot(self, key:str) -> Optional[bytes]:
+    async def _snapshot(self, key:str, headers:list) -> Optional[bytes]:
         "The first event of a fresh connection to the owner's stream: a snapshot, numbered like its last event."
         client = self.remote._http()
         try:
-            async with client.stream('GET', str(client.base_url).rstrip('/') + key, timeout=httpx.Timeout(self.remote.timeout)) as r:
+            async with client.stream('GET', str(client.base_url).rstrip('/') + key, headers=headers, timeout=httpx.Timeout(self.remote.timeout)) as r:
                 if r.status_code != 200: return None
                 async for block in _sse_blocks(r): return block
         except httpx.TransportError: return None
@@ -560,12 +575,15 @@ def mount_remote(app, *remotes:RemoteJobManager, prefix:str='/jobs', **options):
     if any((r.socket, r.url, r.token) != (first.socket, first.url, first.token) for r in remotes):
         raise ValueError("remote managers mounted together must share one owner (socket or url, and token)")
     if prefix != first.prefix: raise ValueError(f"mount remote managers at their owner's prefix {first.prefix!r}, not {prefix!r}")
-    owner = options.pop('owner', None)
+    owner, identity = options.pop('owner', None), options.pop('identity', None)
+    if options.pop('access', None) is not None:
+        raise ValueError("access rules run in the owner, which holds the jobs: give the rule to the owner (`serve --access package.module:rule`) "
+                         "and name the person here with identity=")
     given = sorted(k for k, v in options.items() if v is not None)
     if given: raise ValueError(f"{', '.join(given)}: not supported for remote managers yet (the owner serves the console as it is)")
     from starlette.responses import RedirectResponse
     from starlette.routing import Mount, Route
-    proxy = OwnerProxy(first, owner)
+    proxy = OwnerProxy(first, owner, identity)
     app.router.routes.insert(0, Mount(prefix, app=proxy))
     app.router.routes.insert(1, Route(prefix, lambda request: RedirectResponse(prefix + '/')))
     return proxy

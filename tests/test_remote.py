@@ -1,6 +1,6 @@
 """Several web processes, one owner: `python -m cjm_workers serve` in a process of its own, `RemoteJobManager` and the
 jobs CLI as its clients, over a Unix socket (and over TCP with a bearer token)."""
-import asyncio, contextlib, json, os, signal, socket, stat, subprocess, sys, time
+import asyncio, base64, contextlib, json, os, signal, socket, stat, subprocess, sys, time
 
 import httpx
 import pytest
@@ -242,23 +242,40 @@ async def on_a_process(url, want=None, avoid=None, tries=400):
     raise AssertionError(f"no connection reached the web process wanted ({want=}, {avoid=})")
 
 
+def start_web(app:str, owner_path:str, port:int, workers:int=1) -> subprocess.Popen:
+    "`uvicorn tests/<app>` on 127.0.0.1:port, its web processes clients of the owner on owner_path."
+    return subprocess.Popen([sys.executable, '-m', 'uvicorn', app, '--workers', str(workers), '--host', '127.0.0.1', '--port', str(port),
+                             '--app-dir', HERE, '--log-level', 'warning'], env={**os.environ, 'CJM_TEST_OWNER': owner_path},
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def stop_web(web:subprocess.Popen):
+    with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGTERM)
+    try: web.wait(15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGKILL)
+        web.wait(10)
+
+
+async def until_web(web, url, processes:int, timeout=60.0):
+    "Wait until `processes` distinct web processes have answered /whoami."
+    seen, end = set(), time.monotonic() + timeout
+    while len(seen) < processes:
+        assert time.monotonic() < end and web.poll() is None, "the web processes did not all start"
+        try:
+            async with httpx.AsyncClient(base_url=url) as c: seen.add((await c.get('/whoami')).json()['pid'])
+        except httpx.TransportError: await asyncio.sleep(0.1)
+
+
 async def test_several_uvicorn_workers_share_one_owner(owner, tmp_path):
     "Submit through one web process, stream and cancel through another; the console of any shows every job; a web process killed leaves its job running; no web process runs a worker."
     _, path = owner
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'multi_web_app:app', '--workers', '3', '--host', '127.0.0.1',
-                            '--port', str(port), '--app-dir', HERE, '--log-level', 'warning'],
-                           env={**os.environ, 'CJM_TEST_OWNER': path}, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    web = start_web('multi_web_app:app', path, port, workers=3)
     clients = []
     try:
-        seen = set()
-        end = time.monotonic() + 60
-        while len(seen) < 3:  # every web process up
-            assert time.monotonic() < end and web.poll() is None, "the web processes did not all start"
-            try:
-                async with httpx.AsyncClient(base_url=url) as c: seen.add((await c.get('/whoami')).json()['pid'])
-            except httpx.TransportError: await asyncio.sleep(0.1)
+        await until_web(web, url, 3)
         a, pid_a = await on_a_process(url); clients.append(a)
         b, pid_b = await on_a_process(url, avoid=pid_a); clients.append(b)
         # submitted through A, streamed through B: the whole output, live
@@ -297,11 +314,7 @@ async def test_several_uvicorn_workers_share_one_owner(owner, tmp_path):
     finally:
         for c in clients:
             with contextlib.suppress(Exception): await c.aclose()
-        with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGTERM)
-        try: web.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGKILL)
-            web.wait(10)
+        stop_web(web)
 
 
 async def test_an_owner_killed_and_started_again_recovers_from_its_journal(tmp_path):
@@ -384,19 +397,11 @@ async def test_a_web_process_fans_its_browsers_streams_out_of_one_upstream(owner
     proc, path = owner
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([sys.executable, '-m', 'uvicorn', 'multi_web_app:app', '--host', '127.0.0.1', '--port', str(port),
-                            '--app-dir', HERE, '--log-level', 'warning'], env={**os.environ, 'CJM_TEST_OWNER': path},
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    web = start_web('multi_web_app:app', path, port)
     owner_conns = lambda: len([c for c in psutil.Process(proc.pid).net_connections('unix') if not c.raddr and c.status != 'LISTEN'])
     streams = []
     try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                async with httpx.AsyncClient(base_url=url) as c: await c.get('/whoami'); break
-            except httpx.TransportError:
-                assert time.monotonic() < end and web.poll() is None, "the web process did not start"
-                await asyncio.sleep(0.1)
+        await until_web(web, url, 1)
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:
             before = owner_conns()
             async def browser():
@@ -421,11 +426,7 @@ async def test_a_web_process_fans_its_browsers_streams_out_of_one_upstream(owner
                     if line.startswith('data:'): first += line[5:]
                     elif line == '' and first: break
             assert 'id="cjm-jobs"' in first and job['id'][-8:] in first
-    finally:
-        with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGTERM)
-        try: web.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError): os.killpg(web.pid, signal.SIGKILL)
+    finally: stop_web(web)
 
 
 async def wait_until_(cond, timeout=30):
@@ -433,3 +434,83 @@ async def wait_until_(cond, timeout=30):
     while not cond():
         assert time.monotonic() < end, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def test_the_owners_access_rule_decides_for_the_person_each_web_process_names(tmp_path):
+    "Access rules run in the owner: each web process names the signed-in person (identity=), the owner's rule decides; a browser's own claim is dropped; the app's own calls are trusted."
+    path = str(tmp_path / 'owner.sock')
+    proc = start_owner('--socket', path, '--access', 'remote_factory:only_their_own', cwd=tmp_path)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    web, clients = None, []
+    try:
+        await until_serving(proc, httpx.AsyncHTTPTransport(uds=path))
+        web = start_web('access_web_app:app', path, port, workers=2)
+        await until_web(web, url, 2)
+        a, pid_a = await on_a_process(url); clients.append(a)
+        b, _ = await on_a_process(url, avoid=pid_a); clients.append(b)
+        ann, bob, root = {'x-user': 'ann'}, {'x-user': 'bob'}, {'x-user': 'root'}
+        # ann submits through web process A; through B she sees it, bob does not, an admin does
+        job = (await a.post('/jobs/api/jobs', json={'plugin': 'sleep', 'params': {'seconds': 30}}, headers=ann)).json()
+        assert job['owner'] == 'ann'
+        assert (await b.get(f"/jobs/api/jobs/{job['id']}", headers=ann)).status_code == 200
+        assert (await b.get(f"/jobs/api/jobs/{job['id']}", headers=bob)).status_code == 404
+        assert (await b.get(f"/jobs/api/jobs/{job['id']}")).status_code == 404  # nobody signed in
+        assert (await b.get(f"/jobs/api/jobs/{job['id']}", headers=root)).status_code == 200
+        listed = lambda r: {j['id'] for j in r.json()['jobs']}
+        assert job['id'] in listed(await b.get('/jobs/api/jobs', headers=ann))
+        assert job['id'] not in listed(await b.get('/jobs/api/jobs', headers=bob))
+        # a browser's own identity header is dropped: bob cannot claim to be an admin
+        forged = base64.urlsafe_b64encode(json.dumps({'user': 'bob', 'role': 'admin'}).encode()).decode()
+        assert (await b.get(f"/jobs/api/jobs/{job['id']}", headers={**bob, 'x-cjm-identity': forged})).status_code == 404
+        # bob cannot cancel it; the job runs on
+        assert (await a.post(f"/jobs/api/jobs/{job['id']}/cancel", headers=bob)).status_code == 404
+        async with RemoteJobManager('demo', socket=path) as rm:  # the app's own calls: no person, trusted
+            assert (await rm.get_job(job['id'])).status in ('pending', 'running')
+            # live streams: bob's never mentions ann's job, ann's does; each browser's stream is its person's
+            seen = {'ann': [], 'bob': []}
+            async def watch(c, who):
+                async with c.stream('GET', '/jobs/api/events', headers={'x-user': who}) as r:
+                    async for line in r.aiter_lines():
+                        if line.startswith('data:'): seen[who].append(line)
+            ended = lambda who, job_id: any(job_id in line and '"completed"' in line for line in seen[who])
+            watchers = [asyncio.ensure_future(watch(b, 'ann')), asyncio.ensure_future(watch(b, 'bob'))]
+            try:
+                await wait_until_(lambda: seen['ann'] and seen['bob'])  # both snapshots in
+                echo_ann = (await a.post('/jobs/api/jobs', json={'plugin': 'echo', 'params': {'text': 'ann'}}, headers=ann)).json()
+                await wait_until_(lambda: ended('ann', echo_ann['id']))
+                # bob's next job ends after ann's: once his stream has it, it would have had hers
+                echo_bob = (await a.post('/jobs/api/jobs', json={'plugin': 'echo', 'params': {'text': 'bob'}}, headers=bob)).json()
+                await wait_until_(lambda: ended('bob', echo_bob['id']))
+            finally:
+                for w in watchers: w.cancel()
+            assert any(echo_ann['id'] in line for line in seen['ann'])
+            assert not any(echo_ann['id'] in line or job['id'] in line for line in seen['bob'])
+            # ann cancels her own job through B
+            assert (await b.post(f"/jobs/api/jobs/{job['id']}/cancel", headers=ann)).status_code == 202
+            assert (await rm.wait_for_job(job['id'], 30)).status == 'cancelled'
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception): await c.aclose()
+        if web is not None: stop_web(web)
+        stop(proc)
+
+
+async def test_access_rules_are_refused_in_a_web_process_with_a_remote_manager(tmp_path):
+    "mount_jobs(app, remote, access=...) says where the rule goes; identity= with local managers is refused too."
+    from starlette.applications import Starlette
+    from cjm_workers.web.mount import mount_jobs
+    from cjm_workers.demo.plugins import DemoJobManager
+    from cjm_workers.backends.scripted import ScriptedBackend
+    remote = RemoteJobManager('demo', socket=str(tmp_path / 'owner.sock'))
+    with pytest.raises(ValueError, match="serve --access"): mount_jobs(Starlette(), remote, access=lambda r, j, a: True)
+    with pytest.raises(ValueError, match="identity= names the person"):
+        mount_jobs(Starlette(), DemoJobManager(worker_backend=ScriptedBackend()), identity=lambda r: None)
+
+
+def test_spawn_passes_serves_options_on(tmp_path):
+    "spawn='factory --access ...': the options reach the owner it starts (here a rule that cannot be imported: the owner says so and exits)."
+    from cjm_workers.remote import elect_owner
+    path = str(tmp_path / 'owner.sock')
+    with pytest.raises(RuntimeError, match="exited with 2"): elect_owner(path, f"{FACTORY} --access nowhere_at_all:rule", timeout=60)
+    assert "cannot import 'nowhere_at_all'" in open(path + '.log').read()

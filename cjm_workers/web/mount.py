@@ -704,11 +704,12 @@ def mount_jobs(app, *managers, prefix:str='/jobs', access:Optional[Callable[[Req
                owner:Optional[Callable[[Request], Optional[str]]]=None, hub:Optional[EventHub]=None,
                presets:Optional[List]=None, title:str='Jobs', ping:float=15, send_timeout:float=10,
                max_body_bytes:int=1_000_000, max_depth:int=64, job_options=JOB_OPTIONS, output_cap:int=OUTPUT_CAP,
-               form_plugins=None) -> JobsMount:
-    "Put the managers' JSON API, dashboard and live streams on `app` under `prefix`; see above. Remote managers (`cjm_workers.remote`): their owner's, passed through."
+               form_plugins=None, identity:Optional[Callable[[Request], Any]]=None) -> JobsMount:
+    "Put the managers' JSON API, dashboard and live streams on `app` under `prefix`; see above. Remote managers (`cjm_workers.remote`): their owner's, passed through, for the person `identity(request)` names (the owner's access rule decides)."
     if managers and all(getattr(m, 'is_remote', False) for m in managers):
         from cjm_workers.remote import mount_remote
-        return mount_remote(app, *managers, prefix=prefix, access=access, owner=owner, hub=hub, presets=presets)
+        return mount_remote(app, *managers, prefix=prefix, access=access, owner=owner, hub=hub, presets=presets, identity=identity)
+    if identity is not None: raise ValueError("identity= names the person for a remote owner's access rule; for local managers, give access= a rule")
     jm = JobsMount(list(managers), prefix, access, owner, hub, presets, title, ping, send_timeout,
                    max_body_bytes, max_depth, job_options, output_cap, form_plugins)
     mount = Mount(prefix, routes=jm.routes())
