@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 CHROMIUM_STAMP := $(VENV)/.stamp-chromium
 
-.PHONY: demo test bench sync
+.PHONY: demo test test-ray bench sync
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,9 +21,18 @@ $(CHROMIUM_STAMP): tools/install-chromium | $(STAMP)
 	sh tools/install-chromium
 	touch $(CHROMIUM_STAMP)
 
+# the behavioural suites again with every worker on a local Ray (on loopback: tests/conftest.py sets Ray's variables)
+RAY_SUITES := tests/test_ray.py tests/test_jobs.py tests/test_cancel_ladder.py tests/test_failures.py tests/test_lifecycle.py \
+	tests/test_health.py tests/test_async_plugins.py tests/test_prefetch.py tests/test_scheduling.py tests/test_start_errors.py \
+	tests/test_seed_compat.py tests/test_durable.py tests/test_hardening.py tests/test_chaos.py tests/test_orphans.py
+
 test: $(STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest
+	$(MAKE) test-ray
+
+test-ray: $(STAMP)
+	$(BIN)/python -m pytest --backend ray $(RAY_SUITES)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -33,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/remote.py
+	$(BIN)/python bench/ray.py
 
 # notebooks -> package; fails if the committed package differs from the notebooks
 sync: $(STAMP)

@@ -4,14 +4,77 @@ from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import DemoJobManager
 
 
+# Ray kept on loopback (../shared/notes/scale-out.md): set before Ray is imported, for --backend ray only
+RAY_LOOPBACK = {'RAY_USAGE_STATS_ENABLED': '0', 'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER': '0', 'RAY_AUTH_MODE': 'disabled',
+                'RAY_USAGE_STATS_REPORT_URL': 'http://127.0.0.1:9/',
+                **{k: 'http://127.0.0.1:9' for k in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY')},
+                **{k: '127.0.0.1,localhost,::1' for k in ('no_proxy', 'NO_PROXY')}}
+
+
+def pytest_addoption(parser):
+    parser.addoption('--backend', choices=('local', 'ray'), default='local',
+                     help="where the managers' workers run: processes here (local) or actors on a local Ray cluster (ray)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', "ray: needs Ray; runs only with --backend ray")
+    config.addinivalue_line('markers', "local_only: about worker processes on this machine (start methods, pipes): not run with --backend ray")
+    if config.getoption('backend') == 'ray':
+        for k, v in RAY_LOOPBACK.items(): os.environ.setdefault(k, v)
+
+
+def pytest_collection_modifyitems(config, items):
+    on_ray = config.getoption('backend') == 'ray'
+    if on_ray:
+        try: import ray  # noqa: F401
+        except ImportError:
+            for item in items: item.add_marker(pytest.mark.skip(reason="Ray is not installed: pip install 'cjm-workers[ray]'"))
+            return
+    for item in items:
+        if on_ray and 'local_only' in item.keywords: item.add_marker(pytest.mark.skip(reason="about local worker processes"))
+        elif not on_ray and 'ray' in item.keywords: item.add_marker(pytest.mark.skip(reason="runs with --backend ray"))
+
+
+@pytest.fixture(scope='session')
+def backend(request) -> str: return request.config.getoption('backend')
+
+
+@pytest.fixture(scope='session')
+def ray_cluster(backend):
+    "With --backend ray: one local Ray for the session, on loopback: a head node (2 CPUs, 2 GPUs declared) and a second node with a custom resource."
+    if backend != 'ray':
+        yield None
+        return
+    import ray
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={'num_cpus': 2, 'num_gpus': 2, 'include_dashboard': False})
+    try:
+        cluster.add_node(num_cpus=1, resources={'second_node': 1})
+        ray.init(address=cluster.address, log_to_driver=False, namespace='cjm-tests')
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def make_backend(backend:str):
+    "A worker backend for a test's manager: None (the default, local) or a Ray backend on the session's cluster."
+    if backend != 'ray': return None
+    from cjm_workers.backends.ray import RayBackend
+    # the nodes must import what the workers run: here the tests' own modules (bad_workers, ...), as a deployment
+    # ships its plugins with a runtime_env
+    return RayBackend(actor_options={'runtime_env': {'env_vars': {'PYTHONPATH': os.path.dirname(__file__)}}})
+
+
 @pytest.fixture
-async def make_manager():
-    "Build DemoJobManagers (or `cls=` a subclass); every one is shut down (and its workers killed) when the test ends."
+async def make_manager(backend, ray_cluster):
+    "Build DemoJobManagers (or `cls=` a subclass), their workers where --backend says; every one is shut down (and its workers killed) when the test ends."
     made = []
     def make(cls=DemoJobManager, **config):
         "WorkerConfig fields, plus the manager's own arguments (worker_type, resources, plugin_resources, ...)."
         manager_args = {k: config.pop(k) for k in ('event_broadcaster', 'worker_type', 'resources', 'plugin_resources',
-                                                   'plugin_parameters', 'job_store', 'plugins', 'durable_start') if k in config}
+                                                   'plugin_parameters', 'job_store', 'plugins', 'durable_start', 'worker_backend') if k in config}
+        manager_args.setdefault('worker_backend', make_backend(backend))
         m = cls(worker_config=WorkerConfig(**config), **manager_args)
         made.append(m)
         return m

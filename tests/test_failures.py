@@ -132,6 +132,7 @@ async def test_jobs_that_kill_their_workers_never_break_the_manager(make_manager
     assert m.health()['state'] == 'RUNNING' and m.pool.slots[0].failures == 0
 
 
+@pytest.mark.local_only  # a worker gets the web process's environment of the moment only on this machine (a Ray node has its own)
 async def test_failed_starts_use_up_the_restart_budget(make_manager, tmp_path, monkeypatch):
     "A worker that cannot start (here: a plugin manager factory that begins to fail) is retried max_restart_attempts times."
     from cjm_workers.demo.plugins import DemoJobManager

@@ -91,6 +91,7 @@ class BaseJob:
     submitted_params: Optional[Dict[str, Any]] = field(default=None, repr=False) # What `create_job` was given (what `retry_job` submits again)
     retry_of: Optional[str] = None # The job this one runs again (`retry_job`)
     retried_as: Optional[str] = None # The job that ran this one again
+    worker_node: Optional[str] = None # Where its worker ran: a Ray node ('ip/node id'); None for this machine
 
     @property
     def output(self) -> str:

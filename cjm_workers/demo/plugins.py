@@ -31,7 +31,7 @@ class DemoPluginManager:
         'crash': "kills its own worker (`how`: exit, sigkill, sigsegv, abort)",
         'stubborn': "ignores cancellation and SIGTERM for `seconds` (with `looks=True` it looks at its cancellation state once, then ignores it)",
         'unpicklable': "returns a result that cannot be pickled", 'stubborn_stream': "streams `chunks` words, then ignores cancellation",
-        'whoami': "returns the worker's pid and loaded plugins",
+        'whoami': "returns the worker's pid, loaded plugins and the GPUs it may use (CUDA_VISIBLE_DEVICES)",
         'flaky': "raises TransientError on its first `failures` runs in a worker (counted per `key`), then succeeds",
         'reject': "raises PermanentError(`message`)", 'hang': "freezes its whole worker process (holds the GIL) for `seconds`",
         'hog': "keeps `mb` more megabytes resident in its worker, then sleeps `seconds`",
@@ -65,7 +65,8 @@ class DemoPluginManager:
     # plain plugins
     def _run_echo(self, text=''): return {'text': text}
     def _run_noop(self): return {}
-    def _run_whoami(self): return {'pid': os.getpid(), 'loaded': sorted(self.loaded), 'config': self.loaded}
+    def _run_whoami(self): return {'pid': os.getpid(), 'loaded': sorted(self.loaded), 'config': self.loaded,
+                                   'gpus': os.environ.get('CUDA_VISIBLE_DEVICES')}
     def _run_sleep(self, seconds=1.0):
         _sleep_cancellable(float(seconds))
         return {'slept': seconds}

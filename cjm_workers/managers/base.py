@@ -40,8 +40,7 @@ from typing import Any, AsyncIterator, Callable, Dict, Generic, Iterable, List, 
 
 from fastcore.basics import patch
 
-from ..backends.base import WorkerBackend, WorkerHandle
-from ..backends.local import LocalBackend
+from ..backends.base import WorkerBackend, WorkerHandle, make_backend
 from ..core.config import WorkerConfig
 from ..core.errors import PluginCrashLoopError, WorkerStartError, WorkerUnavailableError
 from ..core.events import EventBroadcaster, EventSink
@@ -90,7 +89,7 @@ class BaseJobManager(PluginHooks, JobRecords, ABC, Generic[JobType]):
                  job_store:Union[JobStore, str, os.PathLike, None]=None, # Journal jobs here (an SQLite path, or a JobStore) and recover them
                  plugins:Optional[Iterable[str]]=None, # The plugin ids this manager runs: others are refused at submit
                  durable_start:bool=False, # Default of jobs' `durable_start`: run at most once across crashes (needs job_store)
-                 worker_backend:Optional[WorkerBackend]=None, # Where workers run (default: `backends.local.LocalBackend`, spawn processes here)
+                 worker_backend:Union[WorkerBackend, str, None]=None, # Where workers run: a backend, 'local' or 'ray' (default: `WorkerConfig.worker_backend`)
                 ):
         if not isinstance(worker_type, str) or not worker_type or ':' in worker_type:
             raise ValueError(f"worker_type must be a non-empty string without ':', got {worker_type!r}")
@@ -115,9 +114,7 @@ class BaseJobManager(PluginHooks, JobRecords, ABC, Generic[JobType]):
         self.job_store: Optional[JobStore] = open_store(job_store)
         if durable_start and self.job_store is None: raise ValueError("durable_start needs a job_store: the journal is what makes it durable")
         self.durable_start = bool(durable_start)
-        self.worker_backend: WorkerBackend = worker_backend if worker_backend is not None else LocalBackend(cfg.start_method)
-        if not isinstance(self.worker_backend, WorkerBackend):
-            raise TypeError(f"worker_backend must have make_handle, sample and close (backends.base.WorkerBackend), got {type(worker_backend).__name__}")
+        self.worker_backend: WorkerBackend = make_backend(worker_backend if worker_backend is not None else cfg.worker_backend, cfg.start_method)
         self._wire(cfg)
 
     def _wire(self, cfg:WorkerConfig):

@@ -269,7 +269,7 @@ class Runs(HeldJobs):
                 if h.run is run and h.alive: h.kill('cancel')
             stop.timer = m._loop.call_later(m.worker_config.cancel_grace_seconds, kill)
             return
-        job.worker_pid = h.pid
+        job.worker_pid, job.worker_node = h.pid, h.node
         job.attempt += 1
         limit = job.time_limit if job.time_limit is not None else m.worker_config.job_time_limit_seconds
         if limit: run.limit_timer = m._loop.call_later(limit, self.time_out, h, run, limit)
@@ -355,7 +355,7 @@ class Runs(HeldJobs):
         "The worker began the job at `started_at` (epoch seconds); `journal=False` when the caller journals the job next."
         m = self.owner
         if job.status != PENDING: return
-        job.status, job.worker_pid = RUNNING, h.pid
+        job.status, job.worker_pid, job.worker_node = RUNNING, h.pid, h.node
         job.started_at = utc_iso(started_at)
         if m.resource_manager is not None:
             cfg = m._plugin_configs.get(m._plugin_name(job.plugin_id), {})

@@ -144,7 +144,7 @@ JOB_SCHEMA = {'type': 'object', 'required': ['id', 'plugin_id', 'status', 'creat
     'worker_pid': _nullable('integer'), 'progress': _nullable('number'), 'status_message': _nullable('string'),
     'priority': {'type': 'integer'}, 'time_limit': _nullable('number'), 'max_retries': _nullable('integer'),
     'retry_on_worker_death': {'type': 'boolean'}, 'resources': {'type': ['object', 'null']}, 'attempt': {'type': 'integer'},
-    'owner': _nullable('string'), 'cancel_requested_at': _nullable('string'), 'output': {'type': 'string'},
+    'owner': _nullable('string'), 'cancel_requested_at': _nullable('string'), 'worker_node': _nullable('string'), 'output': {'type': 'string'},
     'output_truncated': {'type': 'integer', 'description': 'characters of earlier output left out (the whole output: .../output)'},
     'log_tail': {'type': 'array', 'items': {'type': 'string'}}}, 'additionalProperties': True}
 

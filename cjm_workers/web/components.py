@@ -184,7 +184,8 @@ def job_detail(job, prefix:str='/jobs', can_cancel:bool=True, output:Optional[st
                    Td(a.get('kind') or ''), Td(a.get('error') or '')) for a in job.attempts]
     who = getattr(job, 'owner', None)
     parts = [job_head(job, prefix, can_cancel), job_status(job),
-             Small("Job ", Code(job.id), *((" · submitted by ", Strong(who)) if who else ()), cls="cjm-whole-id"),
+             Small("Job ", Code(job.id), *((" · submitted by ", Strong(who)) if who else ()),
+                   *((" · ran on node ", Code(job.worker_node)) if getattr(job, 'worker_node', None) else ()), cls="cjm-whole-id"),
              H3("Timings"), timing, H3("Parameters"), Pre(_pretty(job_params(job)), cls="cjm-json")]
     if job.result is not None: parts += [H3("Result"), Pre(_pretty(job.result), cls="cjm-json")]
     if attempts: parts += [H3("Attempts"), Table(Thead(Tr(*[Th(h) for h in ('Attempt', 'Worker', 'Started', 'Ended', 'Kind', 'Error')])),
@@ -203,7 +204,8 @@ def manager_panel(name:str, h:Dict[str, Any]):
     if h.get('broken_reason'): summary += f" · broken: {h['broken_reason']}"
     for plugin, c in (h.get('crash_loops') or {}).items():
         summary += f" · {plugin} refused until {c['until'][11:19]} UTC: its jobs killed {c['deaths']} workers in a row"
-    rows = [Tr(Td(w['pid'] or ''), Td(w['state']), Td(short_id(w['current_job'] or ''), title=w['current_job'] or ''),
+    # a worker on another machine (a Ray node) says which: its pid alone would mean nothing there
+    rows = [Tr(Td(w['pid'] or '', *((Small(f" on {w['node']}", cls="cjm-node"),) if w.get('node') else ())), Td(w['state']), Td(short_id(w['current_job'] or ''), title=w['current_job'] or ''),
                Td(', '.join(w['loaded_plugins'])), Td(_pct(w['cpu_percent'])), Td(_mb(w['rss_mb'])), Td(w['jobs_done']))
             for w in h['workers']]
     return Div(Strong(name), ' ', Span(summary, cls="cjm-manager-state"),
