@@ -122,3 +122,26 @@ asyncio.run(main())
     assert line is not None, (p.stdout, p.stderr[-2000:])
     took = float(line.split()[1])
     assert took < 30 and 'could not connect to Ray at 127.0.0.1:' in line and 'token' in line, line
+
+
+async def test_a_lost_node_fails_its_job_and_a_worker_that_cannot_be_placed_says_why(make_manager, ray_cluster):
+    "A node removed under a running job: the job fails 'worker node or agent lost: ...'; the restart finds no node with the resource and says so."
+    # cluster_utils installs signal handlers: it runs on the main thread (this test's setup, before any manager)
+    node = ray_cluster.add_node(num_cpus=1, resources={'doomed_node': 1})
+    ray_cluster.wait_for_nodes()
+    m = make_manager(max_workers=1, worker_backend=ray_backend(actor_options={'resources': {'doomed_node': 1}}, start_timeout=3),
+                     restart_backoff_base_seconds=0.1, max_restart_attempts=1)
+    await m.start()
+    job = await m.start_job('sleep', seconds=120)
+    with m.events.subscribe() as sub:
+        while m.get_job(job.id).status != 'running':
+            await asyncio.wait_for(sub.get(), 30)
+    assert m.get_job(job.id).worker_node.endswith('/' + node_with('doomed_node')[:8])
+    ray_cluster.remove_node(node)  # main thread, as above; what is measured is after it
+    failed = await m.wait_for_job(job.id, 60)
+    assert failed.status == 'failed' and failed.error.startswith('worker node or agent lost'), failed.error
+    end = time.monotonic() + 60
+    while m.health()['broken_reason'] is None:  # its restart cannot be placed: no node has the resource now
+        assert time.monotonic() < end, m.health()
+        await asyncio.sleep(0.1)
+    assert 'does any node have those resources' in m.health()['broken_reason'], m.health()['broken_reason']
