@@ -145,3 +145,16 @@ async def test_a_lost_node_fails_its_job_and_a_worker_that_cannot_be_placed_says
         assert time.monotonic() < end, m.health()
         await asyncio.sleep(0.1)
     assert 'does any node have those resources' in m.health()['broken_reason'], m.health()['broken_reason']
+
+
+async def test_the_environment_can_choose_ray(monkeypatch):
+    "CJM_WORKERS_WORKER_BACKEND=ray: a manager built with no backend named runs its workers on Ray."
+    from cjm_workers.backends.ray import RayBackend
+    monkeypatch.setenv('CJM_WORKERS_WORKER_BACKEND', 'ray')
+    m = DemoJobManager(worker_config=WorkerConfig(max_workers=1))
+    assert isinstance(m.worker_backend, RayBackend)
+    try:
+        await m.start()
+        done = await m.wait_for_job((await m.start_job('echo', text='env')).id, 60)
+        assert done.status == 'completed' and done.worker_node
+    finally: await m.shutdown()
