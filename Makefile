@@ -24,7 +24,8 @@ $(CHROMIUM_STAMP): tools/install-chromium | $(STAMP)
 # the behavioural suites again with every worker on a local Ray (on loopback: tests/conftest.py sets Ray's variables)
 RAY_SUITES := tests/test_ray.py tests/test_jobs.py tests/test_cancel_ladder.py tests/test_failures.py tests/test_lifecycle.py \
 	tests/test_health.py tests/test_async_plugins.py tests/test_prefetch.py tests/test_scheduling.py tests/test_start_errors.py \
-	tests/test_seed_compat.py tests/test_durable.py tests/test_hardening.py tests/test_chaos.py tests/test_orphans.py
+	tests/test_seed_compat.py tests/test_durable.py tests/test_hardening.py tests/test_chaos.py tests/test_orphans.py \
+	tests/test_worker_start.py
 
 test: $(STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/nbdev-test --n-workers 2

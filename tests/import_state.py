@@ -32,10 +32,10 @@ class StateManager(BaseJobManager):
     def extract_job_result(self, job, result_data): return result_data
 
 
-async def two_workers(config) -> list:
+async def two_workers(config, backend=None) -> list:
     "Run a job on a worker, let it be replaced (one job per worker), run another: both results."
     import asyncio
-    m = StateManager(worker_config=config)
+    m = StateManager(worker_config=config, worker_backend=backend)
     await m.start()
     try:
         out = []

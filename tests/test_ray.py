@@ -158,3 +158,12 @@ async def test_the_environment_can_choose_ray(monkeypatch):
         done = await m.wait_for_job((await m.start_job('echo', text='env')).id, 60)
         assert done.status == 'completed' and done.worker_node
     finally: await m.shutdown()
+
+
+async def test_a_plugin_module_is_imported_once_on_the_node_and_each_worker_gets_a_fresh_copy(ray_cluster):
+    "The agent's fork server imports the entry point's module once (a replacement is a fork, not a fresh import); each worker gets its own copy of its state."
+    import import_state
+    from conftest import make_backend
+    first, second = await import_state.two_workers(WorkerConfig(max_workers=1, max_jobs_per_worker=1), backend=make_backend('ray'))
+    assert first['pid'] != second['pid'] and (first['seen'], second['seen']) == (['a'], ['b'])
+    assert first['imported_in'] == second['imported_in'] not in (first['pid'], second['pid'])

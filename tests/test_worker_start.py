@@ -5,6 +5,7 @@ import pytest
 HERE = pathlib.Path(__file__).parent
 
 
+@pytest.mark.local_only  # the local start methods (tests/test_ray.py has the Ray agent's)
 @pytest.mark.parametrize('method', ['forkserver', 'spawn'])
 def test_a_module_that_sets_up_state_at_import_gives_each_worker_a_fresh_copy(method):
     "Run in a process of its own, so that its fork server starts there and is asked to preload the plugin's module."
@@ -43,6 +44,7 @@ async def test_a_worker_killed_to_cancel_is_replaced_in_tens_of_milliseconds(mak
     assert sorted(times)[1] < 0.15, times
 
 
+@pytest.mark.local_only  # the app's own process starts the workers
 @pytest.mark.parametrize('mode', ['module', 'main'])
 def test_workers_run_the_apps_main_script_again_only_when_their_entry_point_is_in_it(mode, tmp_path):
     "A web app run as `python app.py`: its module's top level (its imports, its set-up) must not run again in every worker."

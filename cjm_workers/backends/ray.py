@@ -26,7 +26,7 @@ class _Exit:
     def __reduce__(self): return (_Exit, (self.code,))
 
 # %% ../../nbs/42_ray.ipynb #f92aabd2
-from .local import FrameDecoder, LocalWorkerHandle
+from .local import FrameDecoder, LocalWorkerHandle, entry_module
 
 class _RelayingHandle(LocalWorkerHandle):
     "The local backend's handle, run by an agent: its frames are passed on undecoded (`bytes`)."
@@ -46,14 +46,15 @@ class WorkerAgent:
         self.early: Dict[int, tuple] = {}  # seq -> (kind, payload) of requests that came before their turn
         self._procs: Dict[int, Any] = {}  # psutil.Process of the worker, kept between samples (CPU % baseline)
 
-    async def start(self, generation:int, slot:int, name:str, entry:bytes, init:Any, start_method:str) -> Dict[str, Any]:
-        "Start a worker process here (the agent's `generation`-th) with the pickled entry point, and send it `init`; where it runs."
+    async def start(self, generation:int, slot:int, name:str, entry:bytes, init:Any, start_method:str,
+                    module:Optional[str]=None) -> Dict[str, Any]:
+        "Start a worker process here (the agent's `generation`-th) with the pickled entry point (from `module`: the node's fork server imports it once), and send it `init`; where it runs."
         import ray
         if self.handle is not None and self.handle.alive: raise RuntimeError("this agent's worker is still running")
         self.generation, self.next_seq, self.early, self.batch = generation, 0, {}, []
         self.piece = bytearray()  # a big frame, while its pieces arrive
         self.more = asyncio.Event()
-        self.handle = _RelayingHandle(slot, name, entry, self._on_message, self._on_exit, start_method)
+        self.handle = _RelayingHandle(slot, name, entry, self._on_message, self._on_exit, start_method, preload_module=module)
         await self.handle.start(init)
         ctx = ray.get_runtime_context()
         return {'pid': self.handle.pid, 'node_id': ctx.get_node_id(), 'ip': ray.util.get_node_ip_address(),
@@ -150,7 +151,8 @@ class RayWorkerHandle(FrameDecoder, HandleBase):
             await self.backend.connect()
             self.agent, self.generation = self.backend.idle_agent() or (await asyncio.to_thread(self.backend.new_agent), 1)
             # submitted from a thread too: a first call on a new actor's handle can take milliseconds
-            started = await asyncio.to_thread(self.agent.start.remote, self.generation, self.slot, self.name, entry, init, self.backend.start_method)
+            started = await asyncio.to_thread(self.agent.start.remote, self.generation, self.slot, self.name, entry, init,
+                                              self.backend.start_method, entry_module(self.entry_point))
             info = await asyncio.wait_for(started, self.backend.start_timeout)
         except BaseException as e:
             self.state = "dead"
