@@ -15,7 +15,8 @@ from ..core.config import START_METHODS
 log = logging.getLogger(__name__)
 
 AGENT_LOST = "worker node or agent lost"
-BIG_CALL_BYTES = 1 << 18  # a request bigger than this goes to the agent as one call per frame, one per turn of the loop
+BIG_CALL_BYTES = 1 << 16  # a request bigger than this goes to the agent in pieces of this size, one per turn of the loop (under
+                          # Ray's 100 KiB inline limit: a bigger argument goes through the object store, a blocking round trip to the raylet)
 BATCH_BYTES = 1 << 20     # an agent hands over the worker's frames in batches of about this size at most
 
 # %% ../../nbs/42_ray.ipynb #f93851e7
