@@ -9,11 +9,8 @@
 import os, sys
 # this file is named ray.py: its own folder must not shadow the `ray` package
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
-for k, v in {'RAY_USAGE_STATS_ENABLED': '0', 'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER': '0', 'RAY_AUTH_MODE': 'disabled',
-             'RAY_USAGE_STATS_REPORT_URL': 'http://127.0.0.1:9/', 'http_proxy': 'http://127.0.0.1:9', 'https_proxy': 'http://127.0.0.1:9',
-             'HTTP_PROXY': 'http://127.0.0.1:9', 'HTTPS_PROXY': 'http://127.0.0.1:9', 'no_proxy': '127.0.0.1,localhost,::1',
-             'NO_PROXY': '127.0.0.1,localhost,::1'}.items():
-    os.environ.setdefault(k, v)
+from cjm_workers.backends.ray import keep_ray_on_loopback  # imports no Ray
+keep_ray_on_loopback()  # before Ray is imported
 
 import asyncio, logging, signal, statistics, time
 logging.getLogger('cjm_workers').setLevel(logging.ERROR)  # the kills below are deliberate
@@ -51,31 +48,26 @@ async def cancel(m):
     return time.perf_counter() - t
 
 
-async def crash(m):
-    "(crash detected, replacement ran the next job): the worker killed from here under a running job."
+async def kill_under_a_job(m, kill, error):
+    "(seconds until the job ended with `error`, seconds until a job queued behind it completed): `kill(m, job)` under a running job."
     j = await m.start_job('sleep', seconds=30)
     await running(m, j)
     after = await m.start_job('noop')
     t = time.perf_counter()
-    os.kill(m.get_job(j.id).worker_pid, signal.SIGKILL)
+    await kill(m, m.get_job(j.id))
     failed = await m.wait_for_job(j.id, 60)
     detected = time.perf_counter() - t
-    assert failed.status == 'failed', failed.status
+    assert failed.status == 'failed' and error in failed.error, failed.error
     assert (await m.wait_for_job(after.id, 120)).status == 'completed'
     return detected, time.perf_counter() - t
 
 
-async def agent_lost(m):
-    "Seconds from an agent killed (ray.kill) under a running job until a job queued behind it has completed on a new agent."
+async def sigkill_worker(m, job): os.kill(job.worker_pid, signal.SIGKILL)  # the worker killed from here: a crash
+
+
+async def kill_agent(m, job):  # the agent actor killed: a new one (a new actor process) runs the next job
     import ray
-    j = await m.start_job('sleep', seconds=30)
-    await running(m, j)
-    after = await m.start_job('noop')
-    t = time.perf_counter()
     await asyncio.to_thread(ray.kill, m.pool.slots[0].handle.agent, no_restart=True)
-    assert (await m.wait_for_job(j.id, 60)).error.startswith('worker node or agent lost')
-    assert (await m.wait_for_job(after.id, 120)).status == 'completed'
-    return time.perf_counter() - t
 
 
 def manager(name, backend):
@@ -107,8 +99,8 @@ async def main():
             ca['local'].append(await cancel(local)); ca['ray'].append(await cancel(remote))
         cr = {'local': [], 'ray': []}
         for _ in range(N_CRASH):
-            cr['local'].append(await crash(local)); cr['ray'].append(await crash(remote))
-        lost = [await agent_lost(remote) for _ in range(3)]
+            for b, mgr in (('local', local), ('ray', remote)): cr[b].append(await kill_under_a_job(mgr, sigkill_worker, 'SIGKILL'))
+        lost = [(await kill_under_a_job(remote, kill_agent, 'worker node or agent lost'))[1] for _ in range(3)]
         med = statistics.median
         for b in ('local', 'ray'):
             figures[b] = {'round trip ms (median)': med(rt[b]) * 1e3, 'stream chunks/s (median)': med(st[b]),
@@ -122,7 +114,7 @@ async def main():
                'cooperative cancel ms (median)': lambda v: v <= 10, 'crash detected ms (median)': lambda v: v <= 50,
                'replacement ran the next job s (median)': lambda v: v <= figures['local']['replacement ran the next job s (median)'] + 1.5}
     figures['ray']['new agent after one was lost s (median)'] = med(lost)
-    print(f"| Figure | Local workers | Ray workers | Ray target |\n|---|---|---|---|")
+    print("| Figure | Local workers | Ray workers | Ray target |\n|---|---|---|---|")
     for k, ok in targets.items():
         l, r = figures['local'][k], figures['ray'][k]
         fmt = (lambda v: f"{v:,.0f}") if 'chunks' in k else (lambda v: f"{v:.2f}")

@@ -78,7 +78,6 @@ def for_browsers(access:Callable) -> Callable:
     "An owner's access rule, applied to the browsers' requests a web process passes on (they carry `IDENTITY_HEADER`); the web process's own calls (`RemoteJobManager`, the CLI) are trusted as a local manager's Python calls are."
     def rule(request, job, action:str) -> bool:
         return IDENTITY_HEADER not in request.headers or bool(access(request, job, action))
-    rule.__wrapped__ = access
     return rule
 
 def owner_app(managers:List[BaseJobManager], token:Optional[str]=None, drain_timeout:float=30.0, prefix:str='/jobs',

@@ -4,13 +4,6 @@ from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import DemoJobManager
 
 
-# Ray kept on loopback (../shared/notes/scale-out.md): set before Ray is imported, for --backend ray only
-RAY_LOOPBACK = {'RAY_USAGE_STATS_ENABLED': '0', 'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER': '0', 'RAY_AUTH_MODE': 'disabled',
-                'RAY_USAGE_STATS_REPORT_URL': 'http://127.0.0.1:9/',
-                **{k: 'http://127.0.0.1:9' for k in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY')},
-                **{k: '127.0.0.1,localhost,::1' for k in ('no_proxy', 'NO_PROXY')}}
-
-
 def pytest_addoption(parser):
     parser.addoption('--backend', choices=('local', 'ray'), default='local',
                      help="where the managers' workers run: processes here (local) or actors on a local Ray cluster (ray)")
@@ -19,8 +12,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line('markers', "ray: needs Ray; runs only with --backend ray")
     config.addinivalue_line('markers', "local_only: about worker processes on this machine (start methods, pipes): not run with --backend ray")
-    if config.getoption('backend') == 'ray':
-        for k, v in RAY_LOOPBACK.items(): os.environ.setdefault(k, v)
+    if config.getoption('backend') == 'ray':  # Ray kept on loopback: set before Ray is imported, for --backend ray only
+        from cjm_workers.backends.ray import keep_ray_on_loopback  # imports no Ray
+        keep_ray_on_loopback()
 
 
 def pytest_collection_modifyitems(config, items):

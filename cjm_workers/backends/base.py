@@ -133,6 +133,20 @@ class HandleBase:
         self.cpu_percent: Optional[float] = None
         self.stop_timer = None
 
+    def kill(self, reason:str, why:Optional[str]=None) -> None:
+        "Kill the worker now (the backend's `kill_now`); unless the manager already meant to end it otherwise, `reason` (and `why`, for its job) become its exit cause."
+        if self.intended is None: self.intended = ExitCause.killed(reason, why)
+        self.killed = True
+        self.kill_now()
+
+    def _settle_exit(self, code:Optional[int], why:str) -> None:
+        "It has ended with `code`: dead, the commands it was answering fail with `why`, `exited` resolves."
+        self.state = "dead"
+        for f in self.replies.values():
+            if not f.done(): f.set_exception(ConnectionError(why))
+        self.replies.clear()
+        if not self.exited.done(): self.exited.set_result(code)
+
 @runtime_checkable
 class WorkerBackend(Protocol):
     "Where a manager's workers run."

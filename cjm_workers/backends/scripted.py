@@ -9,7 +9,7 @@ __all__ = ['ScriptedWorker', 'ScriptedBackend']
 import asyncio, itertools, pickle, time
 from typing import Any, Dict, List, Optional
 
-from .base import ExitCause, HandleBase
+from .base import HandleBase
 from ..core.protocol import WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType, WorkerResult, WorkerStreamChunk
 
 _pids = itertools.count(90_000)  # made-up pids, far from a small VM's real ones
@@ -61,10 +61,6 @@ class _Handle(HandleBase):
         while n <= len(self.executes) and n in self.done: n += 1
         self._first = n  # everything before it is done: the next search starts here
         return n if n <= len(self.executes) else 0
-    def kill(self, reason:str, why:Optional[str]=None):
-        if self.intended is None: self.intended = ExitCause.killed(reason, why)
-        self.killed = True
-        self.die(-9)
     def kill_now(self): self.die(-9)
     def close(self): pass
 
