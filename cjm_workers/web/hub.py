@@ -56,6 +56,8 @@ class HubSubscription:
         self._waiter: Optional[asyncio.Future] = None
         self.closed = False
         self.resets = 0   # snapshots sent because the subscriber fell behind
+        # called instead of queueing while the reader is idle (see `_put`); `web.sse.HubStream` sends from it
+        self.push: Optional[Callable[[HubEvent], Any]] = None
 
     def wants(self, e:HubEvent) -> bool:
         if self.manager is not None and e.manager != self.manager: return False
@@ -67,7 +69,14 @@ class HubSubscription:
             self._q.clear()
             self._q.append(self.hub._snapshot_event(self))
             self.resets += 1
-        else: self._q.append(e)
+        else:
+            w = self._waiter
+            if self.push is not None and w is not None and not self._q and not w.done():
+                # the reader waits for just this event: `push` deals with it now (no wake-up), returning None, or
+                # what the reader must take next, queued in this event's place so the order holds
+                e = self.push(e)
+                if e is None: return
+            self._q.append(e)
         w = self._waiter
         if w is not None and not w.done(): w.set_result(None)
 
@@ -84,7 +93,7 @@ class HubSubscription:
 
     def close(self):
         if self.closed: return
-        self.closed = True
+        self.closed, self.push = True, None
         self.hub._subs.pop(self, None)
         w = self._waiter
         if w is not None and not w.done(): w.set_result(None)
@@ -117,6 +126,7 @@ class EventHub:
         self._subs: Dict[HubSubscription, None] = {}
         self._pending: Dict[str, _Held] = {}  # job id -> its chunks, log lines and progress not yet published
         self._sent: Dict[str, int] = {}      # job id -> characters published as chunk events so far
+        self._flushed_at: Dict[str, float] = {}  # job id -> loop time its held events were last published (a running job's)
         self.managers: Dict[str, Any] = {}
         for m in managers: self.add(m)
 
@@ -135,7 +145,9 @@ class EventHub:
         job_id = data.get('job_id')
         if job_id is not None and kind in _COALESCED: return self._hold(kind, manager, job_id, data)
         if job_id is not None and job_id in self._pending: self._flush(job_id)
-        if kind in TERMINAL_STATUSES or kind == 'retrying': self._sent.pop(job_id, None)
+        if kind in TERMINAL_STATUSES or kind == 'retrying':
+            self._sent.pop(job_id, None)
+            self._flushed_at.pop(job_id, None)
         self._publish(kind, manager, job_id, data)
 
     def _hold(self, kind, manager, job_id, data):
@@ -143,7 +155,10 @@ class EventHub:
         p = self._pending.get(job_id)
         if p is None:
             p = self._pending[job_id] = _Held(manager, self._sent.get(job_id, 0))
-            p.timer = asyncio.get_running_loop().call_later(self.chunk_interval, self._flush, job_id)
+            # a window after the last flush (none yet, or long ago: the loop's next turn, with what that turn reads)
+            due = self._flushed_at.get(job_id, float('-inf')) + self.chunk_interval
+            loop = asyncio.get_running_loop()
+            p.timer = loop.call_at(max(due, loop.time()), self._flush, job_id)
         if kind == 'chunk': p.pieces.append(data.get('chunk', ''))
         elif kind == 'log': p.lines.extend(data.get('lines', ()))
         else: p.progress = data  # only the latest progress matters
@@ -153,6 +168,7 @@ class EventHub:
         p = self._pending.pop(job_id, None)
         if p is None: return
         if p.timer is not None: p.timer.cancel()
+        self._flushed_at[job_id] = asyncio.get_running_loop().time()  # held only from inside the loop, so there is one
         if p.pieces:
             text = ''.join(p.pieces)
             self._sent[job_id] = p.offset + len(text)
@@ -250,4 +266,5 @@ class EventHub:
         for p in self._pending.values():
             if p.timer is not None: p.timer.cancel()
         self._pending.clear()
+        self._flushed_at.clear()
         for m in self.managers.values(): m.events.unsubscribe(self._on_event)

@@ -56,12 +56,36 @@ def _stream_ended(loop) -> None:
         del _exiting[loop]
         state[1].cancel()
 
+class _Failed:
+    "Rendering or sending an event failed inside the hub's publish: the stream's task raises `error` (ending the stream)."
+    __slots__ = ('error',)
+    def __init__(self, error:BaseException): self.error = error
+
+class _Rest:
+    "The rest of a send that `_push` began and that had to wait (the socket's buffer full): the stream's task finishes it."
+    __slots__ = ('coro', 'step')
+    def __init__(self, coro, step): self.coro, self.step = coro, step
+
+    async def finish(self):
+        "Drive the send to its end as a Task would: wait for what it waits on, then resume it (it takes any error)."
+        coro, step = self.coro, self.step
+        try:
+            while True:
+                if step is None: await asyncio.sleep(0)  # a bare yield: give the loop one turn
+                else: await asyncio.wait((step,))
+                try: step = coro.send(None)
+                except StopIteration: return
+        except BaseException:
+            coro.close()  # cancelled (the stream is ending): the send's own `finally` blocks run
+            raise
+
 class HubStream:
     "The SSE response of one hub subscription (see above): ASGI, so it can be returned from any route."
     def __init__(self, hub:EventHub, subscription:dict, render:Callable[[HubEvent], Optional[tuple]], ping:float, send_timeout:float):
         self.hub, self.subscription, self.render, self.ping, self.send_timeout = hub, subscription, render, ping, send_timeout
         self.sending_since: Optional[float] = None  # monotonic time the pending send began, while one is pending
         self.last_sent = time.monotonic()
+        self.asgi_send = None  # the ASGI `send`, once the response has started
 
     async def __call__(self, scope, receive, send):
         sub = self.hub.subscribe(**self.subscription)
@@ -85,10 +109,25 @@ class HubStream:
 
     async def _stream(self, sub, send):
         await send({'type': 'http.response.start', 'status': 200, 'headers': _HEADERS})
-        render = self.render
+        render, self.asgi_send = self.render, send
+        sub.push = self._push  # from here on, events that find this task idle are sent by the hub's publish
         async for e in sub:
-            out = render(e)
-            if out is not None: await self._send(send, e.wire(out))  # bytes encoded once per event, not per subscriber
+            if type(e) is HubEvent:
+                out = render(e)
+                if out is not None: await self._send(send, e.wire(out))  # bytes encoded once per event, not per subscriber
+            elif type(e) is _Rest: await e.finish()
+            else: raise e.error
+
+    def _push(self, e:HubEvent):
+        "Send `e` now, from the hub's publish (see above): None when done, else what this stream's task must do next."
+        try:
+            out = self.render(e)
+            if out is None: return None
+            coro = self._send(self.asgi_send, e.wire(out))
+            try: step = coro.send(None)
+            except StopIteration: return None
+            return _Rest(coro, step)
+        except Exception as error: return _Failed(error)
 
     async def _until_disconnect(self, receive):
         while (await receive())['type'] != 'http.disconnect': pass
