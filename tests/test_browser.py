@@ -94,6 +94,15 @@ def test_crash_shows_failed_with_reason_and_the_next_job_runs(page):
                            timeout=WAIT)
 
 
+def test_totals_count_jobs_that_end_while_the_page_is_open(page):
+    "A console kept open all day: its totals are redrawn with the health events (every 2 s), not only at page load."
+    total = "[...document.querySelectorAll('#cjm-totals td:not(:first-child)')].reduce((n, td) => n + (+td.textContent), 0)"
+    before = page.evaluate(total)
+    job = submit(page, 'Print and log')
+    playwright.expect(status(page, job)).to_have_text('completed', timeout=WAIT)
+    page.wait_for_function(f"{total} === {before + 1}", timeout=WAIT)
+
+
 def test_streamed_script_is_shown_as_text_and_never_runs(page):
     from cjm_workers.demo.app import XSS_TEXT
     job = submit(page, 'Stream <script>')

@@ -436,7 +436,11 @@ class JobsMount:
                 text = (f'<a class="cjm-more" target="_blank" href="{p}/api/jobs/{e.job_id}/output">[… {e.data["skipped"]:,} '
                         f'characters left out here (the whole output)]</a>\n' + text)
             return f'<div hx-swap-oob="beforeend:#cjm-out-{e.job_id}">{text}</div>'
-        if t == 'health': return to_xml(_oob(manager_panel(e.manager, self.scrub(request, e.data))))
+        if t == 'health':
+            out = to_xml(_oob(manager_panel(e.manager, self.scrub(request, e.data))))
+            if e.manager == next(iter(self.managers)) and self._totals_due(request):  # once a tick: they span every manager
+                out += to_xml(_oob(self._totals(self._viewable(request))))
+            return out
         if t == 'snapshot': return self._snapshot(e, request)
         if e.job_id is None:  # worker started, died, restarted, recycled; manager broken
             m = self.managers.get(e.manager)
@@ -493,10 +497,23 @@ class JobsMount:
         # the console's own pages wear Pico CSS (scoped to `.pico`: components in an app's pages keep the app's look)
         return HTMLResponse(to_xml(Html(head, Body(Main(nav, *body, cls='cjm-page pico container')))), status_code=status)  # to_xml writes the doctype
 
+    def _viewable(self, request:Request):
+        "(manager, job) of every job in memory this request may view."
+        return ((m, j) for m in self.managers.values() for j in m.jobs.values() if self.may(request, j, 'view'))
+
     def _visible_jobs(self, request:Request) -> list:
         "(manager, job) of every job in memory this request may view, newest first."
-        return sorted(((m, j) for m in self.managers.values() for j in m.jobs.values() if self.may(request, j, 'view')),
-                      key=lambda mj: mj[1].created_at, reverse=True)
+        return sorted(self._viewable(request), key=lambda mj: mj[1].created_at, reverse=True)
+
+    TOTALS_SECONDS = 10.0  # under an access rule, how often a stream's totals are counted again
+
+    def _totals_due(self, request:Request) -> bool:
+        "Whether a stream's totals are redrawn with this tick: always without an access rule (counted once for every viewer), else every TOTALS_SECONDS (a pass over every job per viewer)."
+        if self.access is None: return True
+        now, last = time.monotonic(), request.scope.get('cjm.totals_at')
+        if last is not None and now - last < self.TOTALS_SECONDS: return False
+        request.scope['cjm.totals_at'] = now
+        return True
 
     SAMPLE_SECONDS = 5.0
 
@@ -592,17 +609,17 @@ class JobsMount:
                                Div(*[job_card(j, p, may_cancel(j), output=self.hub.published_output(j)) for _, j in cards], id='cjm-jobs'),
                                prefix=p, cls='cjm-live'))
 
-    def _totals(self, jobs:list):
-        "Jobs in memory by manager and status."
+    def _totals(self, jobs):
+        "Jobs in memory by manager and status, from (manager, job) pairs; the live stream redraws it with each tick of health events."
         counts: Dict[str, Dict[str, int]] = {}
         for m, j in jobs:
             c = counts.setdefault(m.worker_type, {})
             c[j.status] = c.get(j.status, 0) + 1
         statuses = [s for s in JOB_STATUSES if any(s in c for c in counts.values())]
-        if not counts: return P("No jobs yet: submit one above.", cls='cjm-empty')
+        if not counts: return P("No jobs yet: submit one above.", cls='cjm-empty', id='cjm-totals')
         return Table(Thead(Tr(Th('Manager'), *[Th(status_badge(s)) for s in statuses])),
                      Tbody(*[Tr(Td(name), *[Td(c.get(s, 0)) for s in statuses]) for name, c in sorted(counts.items())]),
-                     cls='cjm-table cjm-totals')
+                     cls='cjm-table cjm-totals', id='cjm-totals')
 
     async def jobs_page(self, request:Request):
         "Every job, newest first, a page at a time: from the journal when there is one (history survives restarts)."
