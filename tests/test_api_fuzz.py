@@ -46,7 +46,7 @@ def test_api_never_errs_and_keeps_to_its_document(api_schema, api):
     assert all(tried.get(op, 0) >= 10 for op in ('GET /jobs/api/jobs', 'POST /jobs/api/jobs', 'GET /jobs/api/jobs/{job_id}',
                'GET /jobs/api/jobs/{job_id}/output', 'POST /jobs/api/jobs/{job_id}/cancel')), tried
     print(f"fuzzed {sum(tried.values())} requests over {len(tried)} operations: no server error, all conform")
-    assert 'Traceback' not in api[1].output()
+    assert 'Traceback (most recent call last)' not in api[1].output()  # a server error's; the fuzzer may send the word itself
 
 
 def test_hostile_inputs_get_4xx_with_a_field_message(api):
@@ -88,4 +88,4 @@ def test_hostile_inputs_get_4xx_with_a_field_message(api):
         assert 'cjm_jobs_finished_total{manager="demo",plugin="fail",status="failed"}' in metrics.text
         assert 'cjm_workers{manager="demo",state="RUNNING"} 1.0' in metrics.text
         assert c.get(f"/jobs/api/jobs/{j['id']}/output?offset=x").status_code == 400
-    assert 'Traceback' not in proc.output()
+    assert 'Traceback (most recent call last)' not in proc.output()
