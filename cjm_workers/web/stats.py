@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from fasthtml.common import Div, Span
-from fasthtml.svg import Line, Polyline, Rect, Svg, Text, Title
+from fasthtml.svg import Line, Polyline, Rect, Svg, Title
 
 from ..core.jobs import TERMINAL_STATUSES, JobStatus
 
@@ -72,47 +72,45 @@ def legend(names:Iterable[str]):
     "What each colour of a chart means: a swatch in the series' own colour, then its name."
     return Div(*[Span(Span(cls='cjm-swatch', style=f"background:{COLORS.get(n, '#888')}"), n, cls='cjm-key') for n in names], cls='cjm-legend')
 
-def _axis(parts:list, left:str, right:str):
-    "The time axis: a base line and the times at its two ends."
-    parts.append(Line(x1=PAD, y1=H - PAD, x2=W, y2=H - PAD, stroke='currentColor', stroke_width=.5))
-    parts.append(Text(left, x=PAD, y=H - 6, font_size=10, fill='currentColor'))
-    parts.append(Text(right, x=W - 2, y=H - 6, font_size=10, fill='currentColor', text_anchor='end'))
+def _chart(shapes:list, title:str, span:Tuple[str, str], top:Optional[str]=None, note:Optional[str]=None):
+    """A chart: its shapes in an SVG stretched to the box (`preserveAspectRatio='none'`: the full width at a fixed
+    height), its words in HTML over it, so that no text is ever stretched or squeezed with the shapes."""
+    axis = Line(x1=PAD, y1=H - PAD, x2=W, y2=H - PAD, stroke='currentColor', stroke_width=.5)  # the time axis
+    svg = Svg(Title(title), *shapes, axis, viewBox=f"0 0 {W} {H}", role='img', aria_label=title, preserveAspectRatio='none')
+    words = [(top, 'cjm-chart-top'), (span[0], 'cjm-chart-from'), (span[1], 'cjm-chart-to'), (note, 'cjm-chart-note')]
+    return Div(svg, *[Span(w, cls=c) for w, c in words if w], cls='cjm-chart')
 
 def bar_chart(series:Dict[str, List[int]], title:str, span:Tuple[str, str]=('60 min ago', 'now')):
     "Stacked bars, one per slot, one colour per series; an empty chart says so."
     n = max((len(v) for v in series.values()), default=0)
     totals = [sum(v[i] for v in series.values()) for i in range(n)]
     top = max(totals, default=0)
-    parts = [Title(title)]
-    if n and top:
-        w = (W - PAD) / n
-        for i in range(n):
-            y = H - PAD
-            for name, v in series.items():
-                if not v[i]: continue
-                h = (H - 2 * PAD) * v[i] / top
-                y -= h
-                parts.append(Rect(x=f"{PAD + i * w:.1f}", y=f"{y:.1f}", width=f"{max(1, w - 1):.1f}", height=f"{h:.1f}",
-                                  fill=COLORS.get(name, '#888'), **{'data-series': name}))
-        parts.append(Text(str(top), x=2, y=PAD - 8, font_size=10, fill='currentColor'))
-    else: parts.append(Text("nothing yet", x=W / 2, y=H / 2, text_anchor='middle', font_size=12, fill='currentColor'))
-    _axis(parts, *span)
-    return Svg(*parts, viewBox=f"0 0 {W} {H}", role='img', aria_label=title, cls='cjm-chart', preserveAspectRatio='none')
+    if not (n and top): return _chart([], title, span, note="nothing yet")
+    bars, w = [], (W - PAD) / n
+    for i in range(n):
+        y = H - PAD
+        for name, v in series.items():
+            if not v[i]: continue
+            h = (H - 2 * PAD) * v[i] / top
+            y -= h
+            bars.append(Rect(x=f"{PAD + i * w:.1f}", y=f"{y:.1f}", width=f"{max(1, w - 1):.1f}", height=f"{h:.1f}",
+                             fill=COLORS.get(name, '#888'), **{'data-series': name}))
+    return _chart(bars, title, span, top=str(top))
 
 def line_chart(series:Dict[str, List[Tuple[float, float]]], title:str, span:Tuple[str, str]=('', 'now'), unit:str='',
                empty:str="collecting…"):
     "Lines of (time, value) points, one colour per series, sharing axes."
     pts = [p for v in series.values() for p in v]
-    parts = [Title(title)]
-    if len(pts) >= 2:
-        t0, t1 = min(p[0] for p in pts), max(p[0] for p in pts)
-        top = max(1.0, max(p[1] for p in pts))
-        x = lambda t: PAD + (W - PAD) * (t - t0) / max(1e-9, t1 - t0)
-        y = lambda v: H - PAD - (H - 2 * PAD) * v / top
-        for name, v in series.items():
-            if v: parts.append(Polyline(points=' '.join(f"{x(t):.1f},{y(val):.1f}" for t, val in v), fill='none',
-                                        stroke=COLORS.get(name, '#888'), stroke_width=1.5, **{'data-series': name}))
-        parts.append(Text(f"{top:.3g}{unit}", x=2, y=PAD - 8, font_size=10, fill='currentColor'))
-    else: parts.append(Text(empty if len(pts) < 1 else f"one point so far: {pts[0][1]:.3g}{unit}", x=W / 2, y=H / 2, text_anchor='middle', font_size=12, fill='currentColor'))
-    _axis(parts, *span)
-    return Svg(*parts, viewBox=f"0 0 {W} {H}", role='img', aria_label=title, cls='cjm-chart', preserveAspectRatio='none')
+    if len({p[0] for p in pts}) < 2:  # fewer than two moments: one moment is a point, however many series it is in
+        if not pts: note = empty
+        elif len(pts) == 1: note = f"one point so far: {pts[0][1]:.3g}{unit}"
+        else: note = "one sample so far: " + ', '.join(f"{name} {v[-1][1]:.3g}{unit}" for name, v in series.items() if v)
+        return _chart([], title, span, note=note)
+    t0, t1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    top = max(1.0, max(p[1] for p in pts))
+    x = lambda t: PAD + (W - PAD) * (t - t0) / max(1e-9, t1 - t0)
+    y = lambda v: H - PAD - (H - 2 * PAD) * v / top
+    lines = [Polyline(points=' '.join(f"{x(t):.1f},{y(val):.1f}" for t, val in v), fill='none', stroke=COLORS.get(name, '#888'),
+                      stroke_width=1.5, vector_effect='non-scaling-stroke', **{'data-series': name})
+             for name, v in series.items() if v]
+    return _chart(lines, title, span, top=f"{top:.3g}{unit}")
