@@ -421,6 +421,11 @@ async def _sse_blocks(r:httpx.Response):
         for block in blocks:
             if block and not block.startswith(b':'): yield block
 
+def _end(q:asyncio.Queue) -> None:
+    "End one browser's stream: what it has not taken is dropped, and its relay sees the end (None) next."
+    while not q.empty(): q.get_nowait()
+    q.put_nowait(None)
+
 class SharedStream:
     "One upstream SSE connection of a web process for one stream and query, its events handed to every local subscriber."
     def __init__(self, proxy:'OwnerProxy', key:str, headers:list):
@@ -443,12 +448,14 @@ class SharedStream:
                         self.opened.set()
                         continue
                     item = (block + b'\r\n\r\n', _event_meta(block))
-                    for q in self.subs: q.put_nowait(item)
+                    for q in self.subs:
+                        try: q.put_nowait(item)
+                        except asyncio.QueueFull: _end(q)  # too far behind: it starts over (the browser reconnects)
         except Exception as e: log.debug("shared stream %s ended: %s", self.key, e)
         finally:
             self.ended = True
             self.opened.set()
-            for q in self.subs: q.put_nowait(None)
+            for q in self.subs: _end(q)
             self._forget()
 
     def _forget(self):
@@ -465,8 +472,11 @@ class OwnerProxy:
     "ASGI app for a mount: each request under it goes to the same path of the owner, its answer streamed back (pages, API, SSE)."
     STREAMS = ('/stream', '/api/events')  # fanned out in the web process (see above)
 
-    def __init__(self, remote:RemoteJobManager, owner=None, identity=None):
+    STREAM_QUEUE = 1_000  # events a browser may be behind on a shared stream before it starts over from a snapshot
+
+    def __init__(self, remote:RemoteJobManager, owner=None, identity=None, send_timeout:float=10):
         self.remote, self.owner = remote, owner  # owner(request): the job owner of a submission (`mount_jobs`' owner=)
+        self.send_timeout = send_timeout  # seconds a send to a browser may wait before its stream is ended (0: never)
         self.identity = identity  # identity(request): the person a browser's request is for, for the owner's access rule
         self.shared: Dict[tuple, SharedStream] = {}  # path, query and person -> its upstream stream
 
@@ -526,7 +536,7 @@ class OwnerProxy:
         key, headers = rel + (f"?{qs}" if qs else ''), self._identity_header(scope)
         shared = self.shared.get((key, *headers))  # a stream under an access rule is one person's: shared by their browsers
         if shared is None: shared = self.shared[(key, *headers)] = SharedStream(self, key, headers)
-        q: asyncio.Queue = asyncio.Queue()
+        q: asyncio.Queue = asyncio.Queue(self.STREAM_QUEUE)
         shared.subs.add(q)
         try:
             await asyncio.wait_for(shared.opened.wait(), self.remote.timeout)
@@ -535,17 +545,29 @@ class OwnerProxy:
             epoch, n, _ = _event_meta(snapshot)
             await send({'type': 'http.response.start', 'status': 200, 'headers': _SSE_HEADERS})
             await send({'type': 'http.response.body', 'body': snapshot + b'\r\n\r\n', 'more_body': True})
+            sending_since = [None]  # when the pending send to the browser began, while one is pending
             async def forward():
                 while True:
                     item = await q.get()
-                    if item is None: return  # the owner's stream ended: the browser reconnects
+                    if item is None: return  # the owner's stream ended, or the browser fell behind: it reconnects
                     data, (ep, m, kind) = item
                     if ep != epoch: return    # another owner (restarted): the browser reconnects and gets its snapshot
-                    if m > n or kind == b'health': await send({'type': 'http.response.body', 'body': data, 'more_body': True})
-            relay, gone = asyncio.ensure_future(forward()), asyncio.ensure_future(self._disconnected(receive))
-            try: await asyncio.wait([relay, gone], return_when=asyncio.FIRST_COMPLETED)
+                    if m > n or kind == b'health':
+                        sending_since[0] = time.monotonic()
+                        await send({'type': 'http.response.body', 'body': data, 'more_body': True})
+                        sending_since[0] = None
+            async def stalled():
+                "Returns once a send has waited `send_timeout` seconds: the browser stopped reading (one check per tick, no timer per send)."
+                limit = self.send_timeout or float('inf')  # 0 or None: never
+                while True:
+                    await asyncio.sleep(max(0.05, min(limit, 60) / 4))
+                    since = sending_since[0]
+                    if since is not None and time.monotonic() - since >= limit: return
+            tasks = [asyncio.ensure_future(forward()), asyncio.ensure_future(self._disconnected(receive)), asyncio.ensure_future(stalled())]
+            relay = tasks[0]
+            try: await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for t in (relay, gone): t.cancel()
+                for t in tasks: t.cancel()
             if relay.done() and not relay.cancelled():
                 with contextlib.suppress(Exception): await send({'type': 'http.response.body', 'body': b'', 'more_body': False})
             return True
@@ -576,6 +598,7 @@ def mount_remote(app, *remotes:RemoteJobManager, prefix:str='/jobs', **options):
         raise ValueError("remote managers mounted together must share one owner (socket or url, and token)")
     if prefix != first.prefix: raise ValueError(f"mount remote managers at their owner's prefix {first.prefix!r}, not {prefix!r}")
     owner, identity = options.pop('owner', None), options.pop('identity', None)
+    send_timeout = options.pop('send_timeout', 10)
     if options.pop('access', None) is not None:
         raise ValueError("access rules run in the owner, which holds the jobs: give the rule to the owner (`serve --access package.module:rule`) "
                          "and name the person here with identity=")
@@ -583,7 +606,7 @@ def mount_remote(app, *remotes:RemoteJobManager, prefix:str='/jobs', **options):
     if given: raise ValueError(f"{', '.join(given)}: not supported for remote managers yet (the owner serves the console as it is)")
     from starlette.responses import RedirectResponse
     from starlette.routing import Mount, Route
-    proxy = OwnerProxy(first, owner, identity)
+    proxy = OwnerProxy(first, owner, identity, send_timeout)
     app.router.routes.insert(0, Mount(prefix, app=proxy))
     app.router.routes.insert(1, Route(prefix, lambda request: RedirectResponse(prefix + '/')))
     return proxy

@@ -30,11 +30,14 @@ async def cancel(request):
     return JSONResponse({'cancelled': await jobs.cancel_job(request.path_params['job_id']), 'pid': os.getpid()})
 
 
-async def whoami(request): return JSONResponse({'pid': os.getpid(), 'children': len(__import__('psutil').Process().children())})
+async def whoami(request):
+    return JSONResponse({'pid': os.getpid(), 'children': len(__import__('psutil').Process().children()),
+                         'browsers': sum(len(s.subs) for s in proxy.shared.values())})  # on the shared streams
 
 
 app = Starlette(routes=[Route('/submit', submit, methods=['POST']), Route('/stream/{job_id}', stream),
                         Route('/cancel/{job_id}', cancel, methods=['POST']), Route('/whoami', whoami)])
 # the console, the JSON API and the event streams: the owner's, through this process; a job submitted there is owned
 # by the user this process names (here from a header its proxy would set)
-mount_jobs(app, jobs, owner=lambda request: request.headers.get('x-user'))
+proxy = mount_jobs(app, jobs, owner=lambda request: request.headers.get('x-user'),
+                   send_timeout=float(os.environ.get('CJM_TEST_SEND_TIMEOUT', '10')))

@@ -1,6 +1,7 @@
 """Several web processes, one owner: `python -m cjm_workers serve` in a process of its own, `RemoteJobManager` and the
 jobs CLI as its clients, over a Unix socket (and over TCP with a bearer token)."""
 import asyncio, base64, contextlib, json, os, signal, socket, stat, subprocess, sys, time
+from typing import Optional
 
 import httpx
 import pytest
@@ -242,10 +243,10 @@ async def on_a_process(url, want=None, avoid=None, tries=400):
     raise AssertionError(f"no connection reached the web process wanted ({want=}, {avoid=})")
 
 
-def start_web(app:str, owner_path:str, port:int, workers:int=1) -> subprocess.Popen:
+def start_web(app:str, owner_path:str, port:int, workers:int=1, env:Optional[dict]=None) -> subprocess.Popen:
     "`uvicorn tests/<app>` on 127.0.0.1:port, its web processes clients of the owner on owner_path."
     return subprocess.Popen([sys.executable, '-m', 'uvicorn', app, '--workers', str(workers), '--host', '127.0.0.1', '--port', str(port),
-                             '--app-dir', HERE, '--log-level', 'warning'], env={**os.environ, 'CJM_TEST_OWNER': owner_path},
+                             '--app-dir', HERE, '--log-level', 'warning'], env={**os.environ, 'CJM_TEST_OWNER': owner_path, **(env or {})},
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -427,6 +428,35 @@ async def test_a_web_process_fans_its_browsers_streams_out_of_one_upstream(owner
                     elif line == '' and first: break
             assert 'id="cjm-jobs"' in first and job['id'][-8:] in first
     finally: stop_web(web)
+
+
+async def test_a_browser_that_stops_reading_is_dropped_by_its_web_process(owner):
+    "A browser that stops reading a shared stream: after send_timeout its stream ends and its place in the fan-out is gone (events are not kept for it without end)."
+    proc, path = owner
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    web = start_web('multi_web_app:app', path, port, env={'CJM_TEST_SEND_TIMEOUT': '1'})
+    s, job = None, None
+    try:
+        await until_web(web, url, 1)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            async def browsers(): return (await c.get('/whoami')).json()['browsers']
+            async def until(want, timeout):
+                end = time.monotonic() + timeout
+                while await browsers() != want:
+                    assert time.monotonic() < end, f"still {await browsers()} browsers on the shared streams, not {want}"
+                    await asyncio.sleep(0.1)
+            s = socket.create_connection(('127.0.0.1', port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(f"GET /jobs/api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
+            await until(1, 30)                                   # it is on the shared stream, and then never reads
+            job = (await c.post('/submit', json={'plugin': 'stream_n', 'params': {'n': 20_000_000}})).json()  # megabytes of events
+            await until(0, 30)                                   # dropped: nothing is held for it any more
+            assert web.poll() is None
+            if job is not None: await c.post(f"/cancel/{job['id']}")
+    finally:
+        if s is not None: s.close()
+        stop_web(web)
 
 
 async def wait_until_(cond, timeout=30):

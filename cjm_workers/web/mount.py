@@ -725,7 +725,8 @@ def mount_jobs(app, *managers, prefix:str='/jobs', access:Optional[Callable[[Req
     "Put the managers' JSON API, dashboard and live streams on `app` under `prefix`; see above. Remote managers (`cjm_workers.remote`): their owner's, passed through, for the person `identity(request)` names (the owner's access rule decides)."
     if managers and all(getattr(m, 'is_remote', False) for m in managers):
         from cjm_workers.remote import mount_remote
-        return mount_remote(app, *managers, prefix=prefix, access=access, owner=owner, hub=hub, presets=presets, identity=identity)
+        return mount_remote(app, *managers, prefix=prefix, access=access, owner=owner, hub=hub, presets=presets, identity=identity,
+                            send_timeout=send_timeout)
     if identity is not None: raise ValueError("identity= names the person for a remote owner's access rule; for local managers, give access= a rule")
     jm = JobsMount(list(managers), prefix, access, owner, hub, presets, title, ping, send_timeout,
                    max_body_bytes, max_depth, job_options, output_cap, form_plugins)
