@@ -16,6 +16,7 @@ from fastcore.basics import patch
 from .core.errors import ParameterError, WorkerUnavailableError
 from .core.events import EventBroadcaster
 from .core.jobs import TERMINAL_STATUSES, BaseJob
+from .web.sse import SendWatch
 
 log = logging.getLogger(__name__)
 
@@ -545,25 +546,15 @@ class OwnerProxy:
             epoch, n, _ = _event_meta(snapshot)
             await send({'type': 'http.response.start', 'status': 200, 'headers': _SSE_HEADERS})
             await send({'type': 'http.response.body', 'body': snapshot + b'\r\n\r\n', 'more_body': True})
-            sending_since = [None]  # when the pending send to the browser began, while one is pending
+            sends = SendWatch(ping=0, send_timeout=self.send_timeout)  # no pings here: the owner's health events pass
             async def forward():
                 while True:
                     item = await q.get()
                     if item is None: return  # the owner's stream ended, or the browser fell behind: it reconnects
                     data, (ep, m, kind) = item
                     if ep != epoch: return    # another owner (restarted): the browser reconnects and gets its snapshot
-                    if m > n or kind == b'health':
-                        sending_since[0] = time.monotonic()
-                        await send({'type': 'http.response.body', 'body': data, 'more_body': True})
-                        sending_since[0] = None
-            async def stalled():
-                "Returns once a send has waited `send_timeout` seconds: the browser stopped reading (one check per tick, no timer per send)."
-                limit = self.send_timeout or float('inf')  # 0 or None: never
-                while True:
-                    await asyncio.sleep(max(0.05, min(limit, 60) / 4))
-                    since = sending_since[0]
-                    if since is not None and time.monotonic() - since >= limit: return
-            tasks = [asyncio.ensure_future(forward()), asyncio.ensure_future(self._disconnected(receive)), asyncio.ensure_future(stalled())]
+                    if m > n or kind == b'health': await sends.send_body(send, data)
+            tasks = [asyncio.ensure_future(forward()), asyncio.ensure_future(self._disconnected(receive)), asyncio.ensure_future(sends.watch(send))]
             relay = tasks[0]
             try: await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
