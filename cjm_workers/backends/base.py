@@ -98,6 +98,7 @@ class WorkerHandle(Protocol):
     def send(self, msg:Any) -> None: "Send a request (pickled here) without blocking."
     def send_bytes(self, data:bytes) -> None: "Send one pickled message without blocking."
     def send_frames(self, datas:list) -> None: "Send one big message as its frames (core.payloads) without blocking."
+    def send_many(self, datas:list) -> None: "Send several pickled messages, in order, without blocking (a backend may write them at once)."
     def send_control(self, msg:Any) -> None: "Send a request on the control channel, read by the worker while a job runs."
     def kill(self, reason:str, why:Optional[str]=None) -> None: "Kill the worker now; `reason` and `why` become its exit cause."
     def kill_now(self) -> None: "Kill it without recording a cause (exit hooks, no loop)."
@@ -132,6 +133,10 @@ class HandleBase:
         self.rss_mb: Optional[float] = None       # latest sample: resident MB of the worker and its children
         self.cpu_percent: Optional[float] = None
         self.stop_timer = None
+
+    def send_many(self, datas:list) -> None:
+        "Several pickled messages, in order: one `send_bytes` each, unless the backend writes them at once."
+        for d in datas: self.send_bytes(d)
 
     def kill(self, reason:str, why:Optional[str]=None) -> None:
         "Kill the worker now (the backend's `kill_now`); unless the manager already meant to end it otherwise, `reason` (and `why`, for its job) become its exit cause."

@@ -235,6 +235,10 @@ class LocalWorkerHandle(FrameDecoder, HandleBase):
         "Send a message made of several frames (a big message: `core.payloads.frames`) without blocking."
         if self._fd >= 0: self._write_parts([p for d in datas for p in frame(d)])
 
+    def send_many(self, datas:list) -> None:
+        "Send several messages without blocking, in one write (jobs sent ahead together: managers.runs)."
+        if self._fd >= 0: self._write_parts([p for d in datas for p in frame(d)])
+
     def _write_parts(self, parts:list) -> None:
         if self._wbuf:
             self._wbuf.extend(parts)

@@ -23,6 +23,7 @@ class _Handle(HandleBase):
         self.sent: List[WorkerRequest] = []      # what the manager sent, in order
         self.controls: List[WorkerRequest] = []  # what it sent on the control channel (cancel requests)
         self.executes: List[WorkerRequest] = []  # its execute requests, in order: the n-th is number n (`core.worker`)
+        self.batches: List[int] = []             # how many messages each `send_many` carried (jobs sent ahead together)
         self.done: set = set()                   # numbers of those it has finished (a result) or skipped (revoked)
         self._first = 1                          # no number below this one is still to do
 
@@ -43,6 +44,9 @@ class _Handle(HandleBase):
         if msg.type is WorkerRequestType.STOP and self.backend.obey_stop: asyncio.get_running_loop().call_soon(self.die, 0)
     def send_bytes(self, data:bytes): self._got(pickle.loads(data))
     def send_frames(self, datas): self._got(pickle.loads(datas[0]))  # big values stay behind: a script has no use for them
+    def send_many(self, datas):
+        self.batches.append(len(datas))
+        for d in datas: self._got(pickle.loads(d))
     def _got(self, msg:WorkerRequest):
         self.sent.append(msg)
         if msg.type is WorkerRequestType.EXECUTE: self.executes.append(msg)

@@ -38,14 +38,14 @@ TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED, INTERRUPTED})  # fi
 OPEN_STATUSES: Tuple[str, ...] = (PENDING.value, RUNNING.value)  # not final: what a restart recovers from a journal
 
 # %% ../../nbs/27_jobs.ipynb #0d896f03
-_second_cache = [None, ""]  # formatting the date and time of day once per second makes a timestamp 3x cheaper
+_second = [None, ""]  # [epoch second, its date and time of day]: formatted once per second, a timestamp is 3x cheaper
 
 def utc_iso(t:Optional[float]=None) -> str:
     "Epoch seconds `t` (default: now) as a timezone-aware UTC ISO-8601 string with microseconds."
     if t is None: t = time.time()
-    s = int(t // 1)
-    if _second_cache[0] != s: _second_cache[:] = s, datetime.fromtimestamp(s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second_cache[1]}.{min(int((t - s) * 1e6), 999999):06d}+00:00"
+    s, us = divmod(int(t * 1e6), 1_000_000)  # integer arithmetic: one step, no float rounding up to a 7-digit fraction
+    if _second[0] != s: _second[:] = s, datetime.fromtimestamp(s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    return "%s%06d+00:00" % (_second[1], us)
 
 def utc_now_iso() -> str:
     "Now as a timezone-aware UTC ISO-8601 string."

@@ -78,6 +78,13 @@ def job_of(worker) -> Optional[str]:
 class HeldJobs:
     "The jobs sent ahead to busy workers (see above); mixed into `Runs`. Used on the manager's loop only."
     held: Dict[str, Run]  # job id -> its run, held by `run.worker`; a cancelled job leaves it at once (its worker still holds it)
+    _worst: Optional[Run] # the held run that ranks last, or None: found again when asked (see `worst_held`)
+
+    def worst_held(self) -> Run:
+        "The held run that ranks last (there is one). Kept from one call to the next: in a burst, held jobs leave from the front and join at the back, so it rarely has to be looked for among them."
+        w = self._worst
+        if w is None or self.held.get(w.job_id) is not w: w = self._worst = max(self.held.values(), key=_key)
+        return w
 
     def queue_order(self) -> list:
         "Waiting jobs, held and queued, in their queue order (a held job that ranks after a queued one is being taken back)."
@@ -99,32 +106,41 @@ class HeldJobs:
         job = m.jobs[entry[1]]
         return not (job.durable_start or (m.durable_start and job.durable_start is None))
 
-    def prefetch(self):
-        "After `dispatch`: take back a held job that should not run next where it is; send the best waiting jobs ahead."
+    def prefetch(self, idle:Optional[list]=None):
+        "After `dispatch`: take back a held job that should not run next where it is; send the best waiting jobs ahead. `idle`: the idle workers, if the caller knows."
         m = self.owner
-        q, idle = m._queue, m.pool.idle()
+        q = m._queue
+        if idle is None: idle = m.pool.idle()
         if self.held:
-            held = self.held.values()
-            if not any(r.revoking for r in held):  # one revoke at a time: its answer changes what waits
-                if idle: self.revoke(min(held, key=_key), cancel=False)  # an idle worker should run it
-                elif q.waiting:
-                    best, worst = q.best(), max(held, key=_key)
-                    if best is not None and best[0] < worst.key: self.revoke(worst, cancel=False)  # a better job waits
+            held, back = self.held.values(), None
+            if idle: back = min(held, key=_key)  # an idle worker should run it
+            elif q.waiting:
+                best, worst = q.best(), self.worst_held()
+                if best is not None and best[0] < worst.key: back = worst  # a better job waits
+            # one revoke at a time: its answer changes what waits (looked at last: in a burst there is nothing to take back)
+            if back is not None and not any(r.revoking for r in held): self.revoke(back, cancel=False)
         if idle or not q.waiting: return
         depth = m.worker_config.prefetch_jobs
+        low = depth // 2  # refilled once half is used up, several at a time: one write, which the worker reads at once
         for slot in m.pool.slots:
             h = slot.handle
-            if h is None or len(h.held) >= depth or not self.can_hold(h): continue
-            while len(h.held) < depth and q.waiting:
-                entry = q.take()
-                if entry is None: return
-                if not self.holdable(entry):  # it waits for an idle worker, and so does everything after it
-                    q.put_back(entry[1], entry[2], entry[3], entry[0])
-                    return
-                run = self.send(h, entry[1], entry[2], entry[0])
-                run.worker = h
-                h.held.append(run)
-                self.held[run.job_id] = run
+            if h is None or len(h.held) > low or not self.can_hold(h): continue
+            batch = []
+            try:
+                while len(h.held) < depth and q.waiting:
+                    entry = q.take()
+                    if entry is None: return
+                    if not self.holdable(entry):  # it waits for an idle worker, and so does everything after it
+                        q.put_back(entry[1], entry[2], entry[3], entry[0])
+                        return
+                    run = self.send(h, entry[1], entry[2], entry[0], batch)
+                    run.worker = h
+                    h.held.append(run)
+                    self.held[run.job_id] = run
+                    w = self._worst
+                    if w is not None and w.key < run.key: self._worst = run
+            finally:
+                if batch: h.send_many(batch)
 
     def revoke(self, run:Run, cancel:bool):
         "Ask the worker holding `run` to skip it (and, with `cancel`, to cancel it if it has begun it)."
@@ -144,6 +160,7 @@ class HeldJobs:
         run = self.held.get(job_id)
         if run is None: return False
         run.key = key(run.key)
+        self._worst = None  # its rank changed
         if not run.revoking: self.revoke(run, cancel=False)
         return True
 
@@ -204,6 +221,7 @@ class Runs(HeldJobs):
         self.owner = owner
         self.running: Dict[str, WorkerHandle] = {}               # job id -> the worker it was handed to (its `run`)
         self.held: Dict[str, Run] = {}                           # job id -> its run, sent ahead to a busy worker (`run.worker`)
+        self._worst: Optional[Run] = None                        # see `HeldJobs.worst_held`
         self.retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
 
     def where(self, job_id:str) -> Optional[str]:
@@ -222,6 +240,7 @@ class Runs(HeldJobs):
         "Hand waiting jobs to idle workers, best job first among those whose resources are free; then send busy workers their next jobs."
         m = self.owner
         q, rp = m._queue, m.resource_pool
+        idle = None
         while q.waiting:
             idle = m.pool.idle()
             if not idle: break
@@ -236,10 +255,11 @@ class Runs(HeldJobs):
                         h = w
                         break
             self.begin(h, self.send(h, job_id, request, entry[0]))
-        if (q.waiting or self.held) and m.worker_config.prefetch_jobs: self.prefetch()
+            idle = None  # no longer what it was
+        if (q.waiting or self.held) and m.worker_config.prefetch_jobs: self.prefetch(idle)
 
-    def send(self, h:WorkerHandle, job_id:str, request, key) -> Run:
-        "Send a job to worker `h`, to run now (it is idle) or next (it is busy); its run, numbered as the worker counts."
+    def send(self, h:WorkerHandle, job_id:str, request, key, batch:Optional[list]=None) -> Run:
+        "Send a job to worker `h`, to run now (it is idle) or next (it is busy); its run, numbered as the worker counts. A plain job's message goes into `batch` instead, if given, for the caller to send."
         m = self.owner
         job = m.jobs[job_id]
         h.executes_sent += 1
@@ -249,6 +269,7 @@ class Runs(HeldJobs):
             job.durable_start = run.durable = True  # recorded with the job: recovery must know how it was handed over
             self.send_when_durable(h, run, job, payload)
         elif payload.__class__ is list: h.send_frames(payload)  # a big message (core.payloads)
+        elif batch is not None: batch.append(payload)
         else: h.send_bytes(payload)
         return run
 

@@ -118,6 +118,10 @@ class JobQueue:
 
     def best(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[list]:
         "The first waiting job whose needs `can_start` accepts: [key, job_id, item, needs, live], or None."
+        if can_start is None and len(self._groups) == 1:  # the usual case: the top of the one heap
+            heap = next(iter(self._groups.values()))
+            while heap and not heap[0][4]: heapq.heappop(heap)
+            if heap: return heap[0]
         best, empty = None, None
         for needs, heap in self._groups.items():
             while heap and not heap[0][4]: heapq.heappop(heap)  # entries removed while waiting
