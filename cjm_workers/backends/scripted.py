@@ -10,7 +10,8 @@ import asyncio, itertools, pickle, time
 from typing import Any, Dict, List, Optional
 
 from .base import HandleBase
-from ..core.protocol import WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType, WorkerResult, WorkerStreamChunk
+from ..core.protocol import (WorkerRequest, WorkerRequestType, WorkerResponse, WorkerResponseType, WorkerResult, WorkerStreamChunk,
+                                       request_from_wire)
 
 _pids = itertools.count(90_000)  # made-up pids, far from a small VM's real ones
 
@@ -47,7 +48,8 @@ class _Handle(HandleBase):
     def send_many(self, datas):
         self.batches.append(len(datas))
         for d in datas: self._got(pickle.loads(d))
-    def _got(self, msg:WorkerRequest):
+    def _got(self, msg):
+        msg = request_from_wire(msg)  # an execute request comes in its wire form (core.protocol)
         self.sent.append(msg)
         if msg.type is WorkerRequestType.EXECUTE: self.executes.append(msg)
     def send_control(self, msg:WorkerRequest):

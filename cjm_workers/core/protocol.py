@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['RESULT_STATUSES', 'FRAME_HEADER', 'FRAME_BIG', 'WorkerRequestType', 'WorkerResponseType', 'new_request_id',
-           'WorkerRequest', 'WorkerResponse', 'WorkerStreamChunk', 'WorkerResult', 'frame', 'frame_header',
-           'PluginManagerAdapter']
+           'WorkerRequest', 'WorkerResponse', 'WorkerStreamChunk', 'WorkerResult', 'execute_wire', 'request_from_wire',
+           'message_from_wire', 'frame', 'frame_header', 'PluginManagerAdapter']
 
 # %% ../../nbs/01_protocol.ipynb #c8467d75
 import pickle, struct, uuid
@@ -126,9 +126,13 @@ class WorkerResult:
         # the data (plugin output: any object) is pickled on its own, inside the message: data the receiver cannot
         # unpickle (say, of a class only the worker can import) then fails this result alone, naming the cause,
         # instead of the whole message and everything the worker sends after it
+        return _result, self.wire()
+
+    def wire(self) -> tuple:
+        "Its wire form on the job pipe (see below): a plain tuple, its data pickled on its own as in `__reduce__`."
         data = self.data
         if data: data = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-        return _result, (self.job_id, self.status, data, self.error, self.started_at, self.ended_at)
+        return (self.job_id, self.status, data, self.error, self.started_at, self.ended_at)
 
 # %% ../../nbs/01_protocol.ipynb #2cff0b74
 _REQUEST_TYPES = {t.value: t for t in WorkerRequestType}
@@ -146,6 +150,19 @@ def _result(job_id, status, data, error, started_at, ended_at=None):
     r = object.__new__(WorkerResult)  # validated where it was made
     r.job_id, r.status, r.data, r.error, r.started_at, r.ended_at = job_id, status, data, error, started_at, ended_at
     return r
+
+def execute_wire(job_id:str, plugin_name:str, params:Any, stream:bool) -> tuple:
+    "An execute request in its wire form, to pickle: what `request_from_wire` makes a `WorkerRequest` of again."
+    return (job_id, plugin_name, params, stream)
+
+def request_from_wire(msg) -> WorkerRequest:
+    "The request a message read from the job pipe stands for: an execute request's tuple becomes its `WorkerRequest`."
+    if msg.__class__ is not tuple: return msg
+    return WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': msg[0], 'plugin_name': msg[1], 'params': msg[2], 'stream': msg[3]})
+
+def message_from_wire(msg):
+    "A worker's message as its class: a result's tuple (`WorkerResult.wire`) becomes its `WorkerResult`."
+    return _result(*msg) if msg.__class__ is tuple else msg
 
 # %% ../../nbs/01_protocol.ipynb #8a0e1a5c
 FRAME_HEADER, FRAME_BIG = struct.Struct("!i"), struct.Struct("!Q")

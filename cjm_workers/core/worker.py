@@ -419,9 +419,8 @@ class _Worker:
         except Exception: return False
 
     # -- jobs
-    def _execute(self, req:WorkerRequest):
-        d = req.data
-        job_id, name = d['job_id'], d['plugin_name']
+    def _execute(self, job_id:str, name:str, params:Dict[str, Any], stream:bool):
+        "Run one job: an execute request's fields, as its wire form has them (core.protocol)."
         out = _JobOutput(self, job_id, self.max_parts)
         ctx = JobContext(job_id, out.set_progress)
         with self.start_lock:  # against the control thread: a cancel or revoke sees the job either not started or started
@@ -437,15 +436,15 @@ class _Worker:
         try:
             if ctx._cancelled: raise JobCancelled(f"job {job_id} was cancelled")
             self._ensure_loaded(name)
-            if d.get('stream') and self.supports_streaming and self._supports_stream(name):
+            if stream and self.supports_streaming and self._supports_stream(name):
                 self.streaming = True
-                count = self._stream(self.pm.execute_plugin_stream(name, **d['params']), out, ctx)
+                count = self._stream(self.pm.execute_plugin_stream(name, **params), out, ctx)
                 if ctx._cancelled:
                     result = WorkerResult(job_id, 'cancelled', {'streamed': True, 'chunks': count},
                                           f"stopped streaming at a chunk boundary after {count} chunks")
                 else: result = WorkerResult(job_id, 'success', {'streamed': True, 'chunks': count})
             else:
-                res = self._resolve(self.pm.execute_plugin(name, **d['params']))
+                res = self._resolve(self.pm.execute_plugin(name, **params))
                 data = self.result_adapter(res) if self.result_adapter else default_result_adapter(res)
                 result = WorkerResult(job_id, 'success', data)
         except JobCancelled as e:
@@ -464,7 +463,7 @@ class _Worker:
         chunks = None
         if result.data and payloads.is_big(result.data):  # big values travel beside the pickle, for the manager's sake
             result.data, chunks = payloads.split(result.data)
-        try: payload = pickle.dumps(result, PICKLE_PROTOCOL)
+        try: payload = pickle.dumps(result if chunks else result.wire(), PICKLE_PROTOCOL)  # the wire form (core.protocol)
         except Exception as e:
             chunks, payload = None, pickle.dumps(WorkerResult(job_id, 'error', error=f"result could not be pickled: {describe_error(e)}",
                                                               started_at=result.started_at), PICKLE_PROTOCOL)
@@ -527,15 +526,18 @@ class _Worker:
                 req = pickle.loads(self._recv())
                 if type(req) is payloads._Chunks: req = self._recv_chunked(req.count)
             except (EOFError, OSError): return
-            t = req.type
-            if t is WorkerRequestType.STOP: return
-            try: self._handle(req, t)
+            try:
+                if req.__class__ is tuple: self._execute(*req)  # an execute request's wire form (core.protocol)
+                elif req.type is WorkerRequestType.STOP: return
+                else: self._handle(req, req.type)
             except (BrokenPipeError, ConnectionResetError): return  # the manager is gone: nobody to answer
             except _InitFailed: return
 
     def _handle(self, req:WorkerRequest, t:WorkerRequestType):
         "One request from the job pipe (but STOP)."
-        if t is WorkerRequestType.EXECUTE: self._execute(req)
+        if t is WorkerRequestType.EXECUTE:  # as a big request, or journaled by an earlier version, comes
+            d = req.data
+            self._execute(d['job_id'], d['plugin_name'], d['params'], d.get('stream'))
         elif t in (WorkerRequestType.RELOAD, WorkerRequestType.UNLOAD): self._command(req)
         elif t is WorkerRequestType.INIT:
             try: self._init(req)

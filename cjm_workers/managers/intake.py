@@ -14,7 +14,7 @@ from ..core.errors import ParameterError
 from ..core.jobs import BaseJob, Execution
 from ..core.params import validate_params
 from ..core.payloads import frames, is_big, split_async
-from ..core.protocol import WorkerRequest, WorkerRequestType
+from ..core.protocol import WorkerRequest, WorkerRequestType, execute_wire
 from ..core.worker import describe_error
 from ..extensions.protocols import plugin_meta_id
 from .scheduling import needs_key
@@ -107,10 +107,11 @@ def execution_of(m, a:Admission, params:Any=None, chunks:Optional[list]=None) ->
         if chunks is None: params = a.params
         # a `stream` parameter decides (as in the reference library, where it also reaches the plugin), else the job's metadata
         stream = params['stream'] if isinstance(params, dict) and 'stream' in params else a.job.metadata.get('stream', True)
-        req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': a.job.id, 'plugin_name': a.plugin_name, 'params': params,
-                            'stream': m.supports_streaming and bool(stream)})
-        payload = pickle.dumps(req, pickle.HIGHEST_PROTOCOL)
-        if chunks: payload = frames(payload, chunks)
+        stream = m.supports_streaming and bool(stream)
+        if chunks:  # a big message travels as the request object, its big values beside it (core.payloads)
+            req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': a.job.id, 'plugin_name': a.plugin_name, 'params': params, 'stream': stream})
+            payload = frames(pickle.dumps(req, pickle.HIGHEST_PROTOCOL), chunks)
+        else: payload = pickle.dumps(execute_wire(a.job.id, a.plugin_name, params, stream), pickle.HIGHEST_PROTOCOL)
     except Exception as e: raise Unsendable(f"job parameters cannot be sent to a worker: {describe_error(e)}") from e
     return Execution(a.plugin_name, payload, a.needs)
 
