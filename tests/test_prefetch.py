@@ -6,6 +6,8 @@ behind a busy worker while another worker is idle; a held job lost with its work
 counted from its start. Jobs record the order they ran in by appending their id to a file (demo plugin `record`)."""
 import asyncio, os, signal
 
+import pytest
+
 from conftest import started, wait_until
 
 
@@ -52,27 +54,56 @@ async def test_cancelling_a_held_job_never_disturbs_the_job_its_worker_runs(make
     assert ran(tmp_path / 'ran') == [after.id]  # the cancelled job never ran
 
 
-async def test_priorities_and_move_to_front_still_decide_what_runs_next(make_manager, tmp_path):
-    m = make_manager(max_workers=1, worker_type="held-order")
+def next_jobs(m) -> list:
+    "The jobs the one worker holds, in the order it would run them."
+    return m.health()['workers'][0]['next_jobs']
+
+
+@pytest.mark.parametrize('prefetch', [1, -1])  # one held job; the default for a lone worker, up to 32
+async def test_priorities_and_move_to_front_still_decide_what_runs_next(make_manager, tmp_path, prefetch):
+    m = make_manager(max_workers=1, worker_type=f"held-order{prefetch}", prefetch_jobs=prefetch)
     await m.start()
     first = await m.start_job('sleep', seconds=30)
     await started(m, first)
     path = str(tmp_path / 'ran')
     a, b, c = [await m.start_job('record', path=path) for _ in range(3)]
-    assert m.runs.where(a.id) == 'held'
-    assert m.set_job_priority(c.id, 5)  # c now goes before the held job
+    assert m.runs.where(a.id) == 'held' and next_jobs(m)[0] == a.id
+    assert m.set_job_priority(c.id, 5)  # c now goes before the held job(s)
     assert m.queued_job_ids() == [c.id, a.id, b.id]
-    await wait_until(lambda: m.runs.where(c.id) == 'held', 5, "the worker to give `a` back and be sent `c`")
-    assert m.runs.where(a.id) == 'waiting' and a.status == 'pending'
+    await wait_until(lambda: next_jobs(m)[:1] == [c.id], 5, "the worker to give the held jobs back and be sent `c` first")
+    assert a.status == 'pending' and m.runs.where(a.id) in ('waiting', 'held')
     assert m.set_job_priority(c.id, -1)  # a held job's own priority change counts too: c goes last
-    await wait_until(lambda: m.runs.where(a.id) == 'held', 5, "the worker to give `c` back and be sent `a`")
+    await wait_until(lambda: next_jobs(m)[:1] == [a.id], 5, "the worker to give `c` back and hold `a` first")
     assert m.move_job_to_front(b.id)     # b before everything
     assert m.queued_job_ids() == [b.id, a.id, c.id]
-    await wait_until(lambda: m.runs.where(b.id) == 'held', 5, "the worker to give `a` back and be sent `b`")
+    await wait_until(lambda: next_jobs(m)[:1] == [b.id], 5, "the worker to hold `b` first")
     await m.cancel_job(first.id)
     for j in (a, b, c): await asyncio.wait_for(m.wait_for_job(j.id), 10)
     assert ran(path) == [b.id, a.id, c.id]
     assert [j.attempt for j in (a, b, c)] == [1, 1, 1]  # given back and sent again is no attempt
+
+
+async def test_a_lone_worker_holds_a_burst_and_a_late_urgent_job_still_runs_next(make_manager, tmp_path):
+    m = make_manager(max_workers=1, worker_type="held-lone")  # the default for one worker: up to 32 held
+    await m.start()
+    first = await m.start_job('sleep', seconds=30)
+    await started(m, first)
+    path = str(tmp_path / 'ran')
+    burst = [await m.start_job('record', path=path) for _ in range(50)]
+    assert [m.runs.where(j.id) for j in burst[:3]] == ['held'] * 3 and len(next_jobs(m)) >= 16
+    assert {j.status for j in burst} == {'pending'} and m.health()['queued'] == 50
+    dropped = burst[5]
+    assert await m.cancel_job(dropped.id) is True and dropped.error == 'cancelled before it started'
+    urgent = await m.start_job('record', path=path, priority=9)
+    front = await m.start_job('record', path=path)
+    assert m.move_job_to_front(front.id)
+    assert m.queued_job_ids()[:2] == [front.id, urgent.id]
+    await wait_until(lambda: next_jobs(m)[:2] == [front.id, urgent.id], 5, "the held jobs to be given back and the two sent first")
+    await m.cancel_job(first.id)  # a cooperative plugin: it stops, and the worker goes on to what it holds
+    for j in burst + [urgent, front]: await asyncio.wait_for(m.wait_for_job(j.id), 20)
+    rest = [j.id for j in burst if j is not dropped]
+    assert ran(path) == [front.id, urgent.id] + rest  # each once, in queue order; the cancelled one never ran
+    assert {j.attempt for j in burst if j is not dropped} == {1} and m.health()['restarts'] == 0
 
 
 async def test_no_job_waits_behind_a_busy_worker_while_another_is_idle(make_manager, tmp_path):

@@ -88,7 +88,7 @@ class WorkerConfig:
     shutdown_timeout_seconds: float = _Default(5.0)  # after a stop request, before a worker is killed
     cancel_grace_seconds: float = _Default(5.0)    # after a cancel request, before a running job's worker is killed
     result_monitor_poll_interval_seconds: float = _Default(0.5)  # how often a worker checks its parent is alive
-    prefetch_jobs: int = _Default(1)               # jobs a busy worker may be sent ahead, to run next (still pending; see managers.runs); 0 = one at a time
+    prefetch_jobs: int = _Default(-1)              # jobs a busy worker may be sent ahead, to run next (still pending; see managers.runs); -1 = 32 for a lone worker, 1 each for several; 0 = none
     idle_spin_seconds: float = _Default(0.0002)    # a worker polls for its next job this long before it sleeps; 0 = never
     log_tail_lines: int = _Default(100)            # lines a job keeps of what its plugin printed or logged; 0 = capture nothing
     # scheduling and worker health
@@ -134,7 +134,7 @@ class WorkerConfig:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ValueError(f"{f.name} must be a finite number of {'seconds' if 'seconds' in f.name else 'units'}, got {v!r}")
                 setattr(self, f.name, float(v))
-        for name in ("request_queue_size", "prefetch_jobs", "max_restart_attempts", "log_tail_lines", "max_jobs_per_worker", "spare_workers", "max_retries",
+        for name in ("request_queue_size", "max_restart_attempts", "log_tail_lines", "max_jobs_per_worker", "spare_workers", "max_retries",
                      "journal_max_jobs", "crash_loop_deaths"):
             if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("result_queue_size", "response_queue_size", "max_workers", "journal_output_cap_chars"):
@@ -142,7 +142,7 @@ class WorkerConfig:
         for f in fields(self):
             if f.type is float and f.name not in _MAY_BE_ZERO and getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be > 0, got {getattr(self, f.name)}")
-        if self.prefetch_jobs > 64: raise ValueError(f"prefetch_jobs must be between 0 and 64, got {self.prefetch_jobs}")
+        if not -1 <= self.prefetch_jobs <= 64: raise ValueError(f"prefetch_jobs must be between 0 and 64, or -1 (by the number of workers), got {self.prefetch_jobs}")
         if self.start_method not in START_METHODS:
             raise ValueError(f"start_method must be one of {START_METHODS}, got {self.start_method!r}")
         if self.worker_backend not in WORKER_BACKENDS:
