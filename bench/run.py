@@ -5,6 +5,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import AsyncDemoJobManager, DemoJobManager
+from cjm_workers.managers.runs import SOLO_PREFETCH
 
 N_SEQ, N_BURST, N_CHUNKS, N_REPEAT = 4000, 1000, 10_000, 5
 N_BURSTS = 5  # bursts of each kind; the median is shown (the reference's too: bench/reference_baseline.py)
@@ -194,7 +195,7 @@ def main():
         ("the same with `idle_spin_seconds=0` (workers sleep at once after a job)", f"{us(statistics.median(c['seq_nospin']))} / {us(pct(c['seq_nospin'], .99))}",
          f"{statistics.median(c['seq_nospin']) / raw_med:.2f}× raw Pipe"),
         (f"ProcessPoolExecutor, {N_BURST} no-op jobs at once (median of {N_BURSTS}, as each burst row)", f"{pool_burst:,.0f} jobs/s", ""),
-        (f"cjm_workers, {N_BURST} no-op jobs at once, 1 worker (it holds up to 32 ahead)", f"{c['burst']:,.0f} jobs/s",
+        (f"cjm_workers, {N_BURST} no-op jobs at once, 1 worker (it holds up to {SOLO_PREFETCH} ahead)", f"{c['burst']:,.0f} jobs/s",
          f"{c['burst'] / pool_burst:.2f}× ProcessPoolExecutor (target ≥ 2×)"),
         ("the same with `prefetch_jobs=1` (one held)", f"{c['burst_one']:,.0f} jobs/s", f"{c['burst_one'] / pool_burst:.2f}× ProcessPoolExecutor"),
         (f"cjm_workers, {N_BURST} no-op jobs at once, 2 workers (one held each)", f"{c['burst2']:,.0f} jobs/s", ""),

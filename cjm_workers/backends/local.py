@@ -233,7 +233,7 @@ class LocalWorkerHandle(FrameDecoder, HandleBase):
 
     def send_frames(self, datas:list) -> None:
         "Send a message made of several frames (a big message: `core.payloads.frames`) without blocking."
-        if self._fd >= 0: self._write_parts([p for d in datas for p in frame(d)])
+        self.send_many(datas)  # on the pipe, a message's frames go as several messages do
 
     def send_many(self, datas:list) -> None:
         "Send several messages without blocking, in one write (jobs sent ahead together: managers.runs)."

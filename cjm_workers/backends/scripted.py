@@ -47,7 +47,7 @@ class _Handle(HandleBase):
     def send_frames(self, datas): self._got(pickle.loads(datas[0]))  # big values stay behind: a script has no use for them
     def send_many(self, datas):
         self.batches.append(len(datas))
-        for d in datas: self._got(pickle.loads(d))
+        super().send_many(datas)
     def _got(self, msg):
         msg = request_from_wire(msg)  # an execute request comes in its wire form (core.protocol)
         self.sent.append(msg)

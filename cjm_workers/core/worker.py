@@ -535,7 +535,7 @@ class _Worker:
 
     def _handle(self, req:WorkerRequest, t:WorkerRequestType):
         "One request from the job pipe (but STOP)."
-        if t is WorkerRequestType.EXECUTE:  # as a big request, or journaled by an earlier version, comes
+        if t is WorkerRequestType.EXECUTE:  # a big request comes as an object, as does one journaled by an earlier version
             d = req.data
             self._execute(d['job_id'], d['plugin_name'], d['params'], d.get('stream'))
         elif t in (WorkerRequestType.RELOAD, WorkerRequestType.UNLOAD): self._command(req)

@@ -14,7 +14,7 @@ from ..core.errors import ParameterError
 from ..core.jobs import BaseJob, Execution
 from ..core.params import validate_params
 from ..core.payloads import frames, is_big, split_async
-from ..core.protocol import WorkerRequest, WorkerRequestType, execute_wire
+from ..core.protocol import execute_wire, request_from_wire
 from ..core.worker import describe_error
 from ..extensions.protocols import plugin_meta_id
 from .scheduling import needs_key
@@ -109,7 +109,7 @@ def execution_of(m, a:Admission, params:Any=None, chunks:Optional[list]=None) ->
         stream = params['stream'] if isinstance(params, dict) and 'stream' in params else a.job.metadata.get('stream', True)
         stream = m.supports_streaming and bool(stream)
         if chunks:  # a big message travels as the request object, its big values beside it (core.payloads)
-            req = WorkerRequest(WorkerRequestType.EXECUTE, {'job_id': a.job.id, 'plugin_name': a.plugin_name, 'params': params, 'stream': stream})
+            req = request_from_wire(execute_wire(a.job.id, a.plugin_name, params, stream))
             payload = frames(pickle.dumps(req, pickle.HIGHEST_PROTOCOL), chunks)
         else: payload = pickle.dumps(execute_wire(a.job.id, a.plugin_name, params, stream), pickle.HIGHEST_PROTOCOL)
     except Exception as e: raise Unsendable(f"job parameters cannot be sent to a worker: {describe_error(e)}") from e

@@ -115,8 +115,8 @@ class HeldJobs:
         job = m.jobs[entry[1]]
         return not (job.durable_start or (m.durable_start and job.durable_start is None))
 
-    def prefetch(self, idle:Optional[list]=None):
-        "After `dispatch`: take back a held job that should not run next where it is; send the best waiting jobs ahead. `idle`: the idle workers, if the caller knows."
+    def prefetch(self, idle:Optional[list], depth:int):
+        "After `dispatch`: take back a held job that should not run next where it is; send the best waiting jobs ahead, up to `depth` per worker. `idle`: the idle workers, or None if the caller does not know."
         m = self.owner
         q = m._queue
         if idle is None: idle = m.pool.idle()
@@ -132,7 +132,6 @@ class HeldJobs:
                     for r in list(held):
                         if not r.revoking and best[0] < r.key: self.revoke(r, cancel=False)
         if idle or not q.waiting: return
-        depth = self.depth()
         low = depth // 2  # refilled once half is used up, several at a time: one write, which the worker reads at once
         for slot in m.pool.slots:
             h = slot.handle
@@ -271,7 +270,9 @@ class Runs(HeldJobs):
                         break
             self.begin(h, self.send(h, job_id, request, entry[0]))
             idle = None  # no longer what it was
-        if (q.waiting or self.held) and self.depth(): self.prefetch(idle)
+        if q.waiting or self.held:
+            depth = self.depth()
+            if depth: self.prefetch(idle, depth)
 
     def send(self, h:WorkerHandle, job_id:str, request, key, batch:Optional[list]=None) -> Run:
         "Send a job to worker `h`, to run now (it is idle) or next (it is busy); its run, numbered as the worker counts. A plain job's message goes into `batch` instead, if given, for the caller to send."

@@ -118,10 +118,13 @@ class JobQueue:
 
     def best(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[list]:
         "The first waiting job whose needs `can_start` accepts: [key, job_id, item, needs, live], or None."
-        if can_start is None and len(self._groups) == 1:  # the usual case: the top of the one heap
-            heap = next(iter(self._groups.values()))
-            while heap and not heap[0][4]: heapq.heappop(heap)
-            if heap: return heap[0]
+        if len(self._groups) == 1:  # the usual case, one kind of need: the top of the one heap, no comparing across groups
+            needs, heap = next(iter(self._groups.items()))
+            while heap and not heap[0][4]: heapq.heappop(heap)  # entries removed while waiting
+            if not heap:
+                self._groups.clear()
+                return None
+            return None if needs and can_start is not None and not can_start(needs) else heap[0]
         best, empty = None, None
         for needs, heap in self._groups.items():
             while heap and not heap[0][4]: heapq.heappop(heap)  # entries removed while waiting
@@ -153,17 +156,9 @@ class JobQueue:
 
     def take(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[list]:
         "`pop_best`, returning the whole entry [key, job_id, item, needs, live]: its key lets `put_back` restore its turn."
-        if len(self._groups) == 1:  # the usual case, one kind of need: no comparing across groups
-            needs, heap = next(iter(self._groups.items()))
-            while heap and not heap[0][4]: heapq.heappop(heap)
-            if not heap or (needs and can_start is not None and not can_start(needs)):
-                if not heap: self._groups.clear()
-                return None
-        else:
-            best = self.best(can_start)
-            if best is None: return None
-            heap = self._groups[best[3]]
-        entry = heapq.heappop(heap)
+        best = self.best(can_start)
+        if best is None: return None
+        entry = heapq.heappop(self._groups[best[3]])  # `best` is its heap's top, stale entries already gone
         del self.waiting[entry[1]]
         return entry
 
