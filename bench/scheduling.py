@@ -37,7 +37,9 @@ async def mix(priorities:bool):
 
 async def kill_to_next(spare:bool):
     "Seconds from SIGKILL of a busy worker to the next queued job starting."
-    m = DemoJobManager(worker_config=WorkerConfig(max_workers=1, spare_workers=1 if spare else 0, max_restart_attempts=100))
+    # crash_loop_deaths=0: these kills are the bench's own, not a plugin killing its workers (whose jobs would be refused)
+    m = DemoJobManager(worker_config=WorkerConfig(max_workers=1, spare_workers=1 if spare else 0, max_restart_attempts=100,
+                                                  crash_loop_deaths=0))
     await m.start()
     out = []
     for _ in range(N_KILL):
