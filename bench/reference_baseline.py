@@ -42,6 +42,29 @@ async def done(job, timeout=30):
         await asyncio.sleep(0.0005)
 
 
+async def burst_rates(m) -> list:
+    "The rates of N_BURSTS bursts of N_BURST no-op jobs, all submitted, then each polled until done."
+    rates = []
+    for _ in range(N_BURSTS):
+        t = time.perf_counter()
+        jobs = [await m.start_job('noop') for _ in range(N_BURST)]
+        for j in jobs: await done(j, 60)
+        rates.append(N_BURST / (time.perf_counter() - t))
+    return rates
+
+
+async def serve_bursts():
+    """`--bursts`: for bench/run.py, which alternates sets of the reference's bursts with sets of its own, so that the
+    machine's changes of pace (it is shared) fall on both alike. One set per line read from stdin, its rates printed
+    as a JSON list; an empty line or end of input ends it."""
+    m = Manager('ref', 'bench', worker_config=WorkerConfig())
+    await done(await m.start_job('noop'))
+    loop = asyncio.get_running_loop()
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        print(json.dumps(await burst_rates(m)), flush=True)
+    m.shutdown()
+
+
 async def main():
     m = Manager('ref', 'bench', worker_config=WorkerConfig())
     t = time.perf_counter()
@@ -55,16 +78,11 @@ async def main():
         await m.cancel_job(j.id)
         await done(await m.start_job('noop'))
         cancels.append(time.perf_counter() - t)
-    rates = []
-    for _ in range(N_BURSTS):
-        t = time.perf_counter()
-        jobs = [await m.start_job('noop') for _ in range(N_BURST)]
-        for j in jobs: await done(j, 60)
-        rates.append(N_BURST / (time.perf_counter() - t))
-    burst = statistics.median(rates)
+    burst = statistics.median(await burst_rates(m))
     m.shutdown()
     return {'cold': cold, 'cancel_blind': statistics.median(cancels), 'burst': burst}
 
 
 if __name__ == '__main__':
-    print(json.dumps(asyncio.run(main())))
+    if sys.argv[1:] == ['--bursts']: asyncio.run(serve_bursts())
+    else: print(json.dumps(asyncio.run(main())))

@@ -11,6 +11,11 @@ import pytest
 from conftest import started, wait_until
 
 
+async def turn():
+    "Let the loop finish its turn: jobs go ahead to busy workers once per turn, at its end (`Runs.dispatch_soon`)."
+    await asyncio.sleep(0)
+
+
 def ran(path) -> list:
     "The job ids `record` jobs wrote, in the order they ran."
     if not os.path.exists(path): return []
@@ -23,6 +28,7 @@ async def test_a_held_job_is_pending_until_its_worker_begins_it(make_manager, tm
     first = await m.start_job('sleep', seconds=30)
     await started(m, first)
     held = await m.start_job('record', path=str(tmp_path / 'ran'))
+    await turn()
     assert m.runs.where(held.id) == 'held'  # sent to the busy worker ahead...
     h = m.runs.handle_of(first.id)
     assert (held.status, held.attempt, held.worker_pid, held.started_at) == ('pending', 0, None, None)  # ...still waiting
@@ -43,6 +49,7 @@ async def test_cancelling_a_held_job_never_disturbs_the_job_its_worker_runs(make
     await started(m, running)
     pid = running.worker_pid
     held = await m.start_job('record', path=str(tmp_path / 'ran'))
+    await turn()
     assert m.runs.where(held.id) == 'held'
     assert await m.cancel_job(held.id) is True  # ended at once, like any job that had not started
     assert (held.status, held.error) == ('cancelled', 'cancelled before it started')
@@ -67,6 +74,7 @@ async def test_priorities_and_move_to_front_still_decide_what_runs_next(make_man
     await started(m, first)
     path = str(tmp_path / 'ran')
     a, b, c = [await m.start_job('record', path=path) for _ in range(3)]
+    await turn()
     assert m.runs.where(a.id) == 'held' and next_jobs(m)[0] == a.id
     assert m.set_job_priority(c.id, 5)  # c now goes before the held job(s)
     assert m.queued_job_ids() == [c.id, a.id, b.id]
@@ -90,6 +98,7 @@ async def test_a_lone_worker_holds_a_burst_and_a_late_urgent_job_still_runs_next
     await started(m, first)
     path = str(tmp_path / 'ran')
     burst = [await m.start_job('record', path=path) for _ in range(50)]
+    await turn()
     assert [m.runs.where(j.id) for j in burst[:3]] == ['held'] * 3 and len(next_jobs(m)) >= 16
     assert {j.status for j in burst} == {'pending'} and m.health()['queued'] == 50
     dropped = burst[5]
@@ -114,6 +123,7 @@ async def test_no_job_waits_behind_a_busy_worker_while_another_is_idle(make_mana
     await started(m, long); await started(m, short)
     assert long.worker_pid != short.worker_pid
     nxt = await m.start_job('record', path=str(tmp_path / 'ran'))
+    await turn()
     assert m.runs.where(nxt.id) == 'held' and m.runs.held[nxt.id].worker is m.runs.handle_of(long.id)  # behind the long job
     await asyncio.wait_for(m.wait_for_job(nxt.id), 10)  # long before the long job could end
     assert (nxt.status, nxt.worker_pid, long.status) == ('completed', short.worker_pid, 'running')
@@ -126,6 +136,7 @@ async def test_a_held_job_lost_with_its_worker_runs_on_the_next_one(make_manager
         running = await m.start_job('stubborn', seconds=30)
         await started(m, running)
         held = await m.start_job('record', path=str(tmp_path / how))
+        await turn()
         assert m.runs.where(held.id) == 'held'
         if how == 'sigkill': os.kill(running.worker_pid, signal.SIGKILL)
         else: await m.cancel_job(running.id)  # the plugin cannot notice: its worker is killed at once
@@ -142,6 +153,7 @@ async def test_a_held_jobs_time_limit_counts_from_its_start(make_manager):
     await started(m, first)
     # held for about 1 s: a limit counted from the hand-over would end it 0.2 s into its run
     held = await m.start_job('sleep', seconds=0.5, time_limit=1.2)
+    await turn()
     assert m.runs.where(held.id) == 'held'
     await asyncio.wait_for(m.wait_for_job(held.id), 10)
     assert held.status == 'completed', held.error
@@ -163,6 +175,7 @@ async def test_prefetch_jobs_0_hands_over_one_job_at_a_time(make_manager):
     first = await m.start_job('sleep', seconds=30)
     await started(m, first)
     nxt = await m.start_job('noop')
+    await turn()
     assert m.runs.where(nxt.id) == 'waiting' and m.health()['workers'][0]['next_jobs'] == []
     await m.cancel_job(first.id)
     await asyncio.wait_for(m.wait_for_job(nxt.id), 10)

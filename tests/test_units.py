@@ -258,6 +258,7 @@ async def test_a_job_cancelled_while_its_revoke_is_in_flight_ends_cancelled_and_
     w = b.started[0]
     first = await m.start_job('echo', text='1')
     low = await m.start_job('echo', text='low')
+    await asyncio.sleep(0)                                      # `low` is sent ahead at the end of the turn
     high = await m.start_job('echo', text='high', priority=5)  # `low` is asked back; the answer comes on the next turn
     w.result({}, job_id=first.id)                               # meanwhile the job before it ends: `low` is current
     assert m.runs.where(low.id) == 'running' and low.status == 'pending'
@@ -274,6 +275,7 @@ async def test_a_command_to_a_busy_worker_takes_back_its_held_job_first(fake):
     w = b.started[0]
     running, held = await m.start_job('echo', text='a'), await m.start_job('echo', text='b')
     w.started()
+    await asyncio.sleep(0)  # jobs go ahead to a busy worker at the end of the turn
     assert m.runs.where(held.id) == 'held'
     reload = asyncio.ensure_future(m.reload_plugin('echo', {'model': 'new'}))
     await wait_until(lambda: any(r.type is WorkerRequestType.RELOAD for r in w.sent), 2, "the reload request")

@@ -66,7 +66,7 @@ class BaseJob:
     id: str # Unique job identifier
     plugin_id: str # Plugin identifier for this job
     status: str = PENDING # a JobStatus: pending, running, completed, failed, cancelled, interrupted
-    created_at: str = field(default_factory=utc_now_iso) # ISO 8601, UTC
+    created_at: str = field(default_factory=utc_iso) # ISO 8601, UTC
     started_at: Optional[str] = None # When the worker began the job
     completed_at: Optional[str] = None # When the job reached a final state
     result: Optional[Dict[str, Any]] = None # Job result data (streamed jobs: includes 'text', the whole output)

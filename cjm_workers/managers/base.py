@@ -188,7 +188,9 @@ def _wants_events(self:BaseJobManager) -> bool: return self._sink.wanted
 @patch
 def _emit(self:BaseJobManager, event:str, data:Dict[str, Any]) -> None: self._sink.emit(event, data)
 @patch
-def _emit_job(self:BaseJobManager, event:str, job:BaseJob) -> None: self._sink.emit_job(event, job)
+def _emit_job(self:BaseJobManager, event:str, job:BaseJob) -> None:
+    sink = self._sink
+    if sink.direct is None or sink.direct._subs: sink.emit_job(event, job)  # checked here too: three per job, usually for nobody
 
 @patch
 async def broadcast_event(self:BaseJobManager, event_type:str, data:Dict[str, Any]):
@@ -302,7 +304,7 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
     self._queue.push(job.id, request, job.priority, a.needs)
     if self._journal is not None: self._journal.job(job, request)
     self._emit_job('queued', job)
-    self.runs.dispatch()
+    self.runs.dispatch_soon()
     return job
 
 @patch
@@ -354,7 +356,7 @@ def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Opt
         if t is not None: t.cancel()
     for fut in self._done_waiters.pop(job.id, ()):
         if not fut.done(): fut.set_result(job)
-    self._wake_streams(job.id)
+    if self._chunk_waiters: self._wake_streams(job.id)
     self._emit_job(status, job)
     return True
 

@@ -313,6 +313,13 @@ class WorkerPool:
         "Workers in slots waiting for a job."
         return [s.handle for s in self.slots if s.handle is not None and s.handle.state == "idle"]
 
+    def has_idle(self) -> bool:
+        "Whether a worker in a slot waits for a job."
+        for s in self.slots:
+            h = s.handle
+            if h is not None and h.state == "idle": return True
+        return False
+
     def any_running(self) -> bool:
         return any(s.handle is not None and s.handle.state in ("idle", "busy") for s in self.slots)
 

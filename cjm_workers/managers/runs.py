@@ -132,7 +132,7 @@ class HeldJobs:
                     for r in list(held):
                         if not r.revoking and best[0] < r.key: self.revoke(r, cancel=False)
         if idle or not q.waiting: return
-        low = depth // 2  # refilled once half is used up, several at a time: one write, which the worker reads at once
+        low = depth * 3 // 4  # refilled once a quarter is used up, several at a time: one write, which the worker reads at once
         for slot in m.pool.slots:
             h = slot.handle
             if h is None or len(h.held) > low: continue
@@ -237,6 +237,7 @@ class Runs(HeldJobs):
         self.held: Dict[str, Run] = {}                           # job id -> its run, sent ahead to a busy worker (`run.worker`)
         self._worst: Optional[Run] = None                        # see `HeldJobs.worst_held`
         self.retry_timers: Dict[str, asyncio.TimerHandle] = {}  # jobs waiting to be retried
+        self._dispatch_due = False                               # a `dispatch` is scheduled (`dispatch_soon`)
 
     def where(self, job_id:str) -> Optional[str]:
         "Where a job is: 'waiting' (queued), 'held' (sent ahead to a busy worker), 'retrying' (to be queued again), 'running' (a worker has it) or None."
@@ -273,6 +274,25 @@ class Runs(HeldJobs):
         if q.waiting or self.held:
             depth = self.depth()
             if depth: self.prefetch(idle, depth)
+
+    def dispatch_soon(self):
+        "`dispatch` after a job was queued or ended: at once if it gives an idle worker a job or takes back a held one, else once at the end of this turn of the loop, so that a burst of submissions or of results refills busy workers once, not once per job."
+        m = self.owner
+        q = m._queue
+        if not q.waiting:  # nothing to send: only a held job to take back for an idle worker, if any
+            if self.held and m.pool.has_idle(): self.dispatch()
+            return
+        if m.pool.has_idle(): return self.dispatch()
+        if self.held:  # a waiting job that ranks before a held one: the revokes go now
+            best = q.best()
+            if best is not None and best[0] < self.worst_held().key: return self.dispatch()
+        if self._dispatch_due: return
+        self._dispatch_due = True
+        m._loop.call_soon(self._dispatch_now)
+
+    def _dispatch_now(self):
+        self._dispatch_due = False
+        self.dispatch()
 
     def send(self, h:WorkerHandle, job_id:str, request, key, batch:Optional[list]=None) -> Run:
         "Send a job to worker `h`, to run now (it is idle) or next (it is busy); its run, numbered as the worker counts. A plain job's message goes into `batch` instead, if given, for the caller to send."
@@ -424,7 +444,7 @@ class Runs(HeldJobs):
         end = r.ended_at
         why, status_if_stopped, stop_reason = (stop.why, stop.status, stop.reason) if stop is not None else (None, CANCELLED, None)
         job = m.jobs.get(r.job_id)
-        if job is not None: m._crash_loops.survived(job.plugin_id)  # its worker survived it
+        if job is not None and m._crash_loops.deaths: m._crash_loops.survived(job.plugin_id)  # its worker survived it
         if job is not None and not job.is_terminal:
             if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
                 self.mark_started(h, job, r.started_at, journal=False)
@@ -465,7 +485,7 @@ class Runs(HeldJobs):
         if cur.payload.__class__ is list and (job is None or job.is_terminal):
             drop_gradually(cur.payload)  # a big request's chunks (no retry will send them again): freed a few per turn
         if m._recycles: m.pool.maybe_recycle(h)
-        self.dispatch()
+        self.dispatch_soon()
 
     def result_data(self, job:BaseJob, r:WorkerResult) -> Dict[str, Any]:
         "What `extract_job_result` gets: the worker's result data; for a streamed job, with the whole output as 'text'."
