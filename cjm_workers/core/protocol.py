@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['RESULT_STATUSES', 'FRAME_HEADER', 'FRAME_BIG', 'WorkerRequestType', 'WorkerResponseType', 'new_request_id',
-           'WorkerRequest', 'WorkerResponse', 'WorkerStreamChunk', 'WorkerResult', 'execute_wire', 'request_from_wire',
-           'message_from_wire', 'frame', 'frame_header', 'PluginManagerAdapter']
+           'WorkerRequest', 'WorkerResponse', 'WorkerStreamChunk', 'WorkerResult', 'result_from_wire', 'execute_wire',
+           'request_from_wire', 'message_from_wire', 'frame', 'frame_header', 'PluginManagerAdapter']
 
 # %% ../../nbs/01_protocol.ipynb #c8467d75
 import pickle, struct, uuid
@@ -141,7 +141,8 @@ _RESPONSE_TYPES = {t.value: t for t in WorkerResponseType}
 def _request(t, data, request_id): return WorkerRequest(_REQUEST_TYPES[t], data, request_id)
 def _response(t, data, request_id): return WorkerResponse(_RESPONSE_TYPES[t], data, request_id)
 
-def _result(job_id, status, data, error, started_at, ended_at=None):
+def result_from_wire(job_id, status, data, error, started_at, ended_at=None) -> WorkerResult:
+    "A result from the fields of its wire form (`WorkerResult.wire`): `result_from_wire(*msg)`."
     if data.__class__ is bytes:  # pickled on its own (see WorkerResult.__reduce__)
         try: data = pickle.loads(data)
         except Exception as e:
@@ -150,6 +151,8 @@ def _result(job_id, status, data, error, started_at, ended_at=None):
     r = object.__new__(WorkerResult)  # validated where it was made
     r.job_id, r.status, r.data, r.error, r.started_at, r.ended_at = job_id, status, data, error, started_at, ended_at
     return r
+
+_result = result_from_wire  # the name pickles of `WorkerResult` objects refer to (`__reduce__`)
 
 def execute_wire(job_id:str, plugin_name:str, params:Any, stream:bool) -> tuple:
     "An execute request in its wire form, to pickle: what `request_from_wire` makes a `WorkerRequest` of again."
@@ -162,7 +165,7 @@ def request_from_wire(msg) -> WorkerRequest:
 
 def message_from_wire(msg):
     "A worker's message as its class: a result's tuple (`WorkerResult.wire`) becomes its `WorkerResult`."
-    return _result(*msg) if msg.__class__ is tuple else msg
+    return result_from_wire(*msg) if msg.__class__ is tuple else msg
 
 # %% ../../nbs/01_protocol.ipynb #8a0e1a5c
 FRAME_HEADER, FRAME_BIG = struct.Struct("!i"), struct.Struct("!Q")

@@ -58,7 +58,7 @@ from .plugins import CrashLoops, PluginHooks, load_registry
 from .pool import WorkerPool
 from .records import JobRecords
 from .runs import Runs
-from .scheduling import JobQueue, ResourcePool
+from .scheduling import JobQueue, ResourcePool, check_priority
 from .shutdown import SHUT_DOWN, Done, shut_down, shut_down_now, stop_workers_and_cancel
 
 log = logging.getLogger(__name__)
@@ -301,10 +301,10 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
     if request.payload.__class__ is list and (job.is_terminal or self.lifecycle.closing):  # cancelled or shut down while split
         self._finish(job, CANCELLED, error="cancelled: the manager shut down before the job was queued")
         return job
-    self._queue.push(job.id, request, job.priority, a.needs)
+    key = self._queue.push(job.id, request, job.priority, a.needs)
     if self._journal is not None: self._journal.job(job, request)
     self._emit_job('queued', job)
-    self.runs.dispatch_soon()
+    self.runs.dispatch_soon(key)
     return job
 
 @patch
@@ -321,7 +321,7 @@ def _drop_queued(self:BaseJobManager, job_id:str) -> bool:
 @patch
 def set_job_priority(self:BaseJobManager, job_id:str, priority:int) -> bool:
     "Change a waiting job's priority. False if the job is not waiting (running, finished or unknown)."
-    if isinstance(priority, bool) or not isinstance(priority, int): raise ValueError(f"priority must be an int, got {priority!r}")
+    check_priority(priority)
     if not self._queue.set_priority(job_id, priority) and not self.runs.reprioritise(job_id, lambda k: self._queue.reprioritised(k, priority)):
         return False
     self.jobs[job_id].priority = priority
@@ -375,7 +375,8 @@ def _require(self:BaseJobManager, job_id:str) -> BaseJob:
 @patch
 async def wait_for_job(self:BaseJobManager, job_id:str, timeout:Optional[float]=None) -> JobType:
     "Wait until the job is completed, failed or cancelled and return it; `TimeoutError` after `timeout` seconds."
-    job = self._require(job_id)
+    job = self.jobs.get(job_id)
+    if job is None: raise KeyError(f"unknown job id {job_id!r}")
     if job.is_terminal: return job
     fut = asyncio.get_running_loop().create_future()  # one per waiter: cancelling a waiter touches no other
     self._done_waiters.setdefault(job_id, []).append(fut)

@@ -17,7 +17,7 @@ from ..core.payloads import frames, is_big, split_async
 from ..core.protocol import execute_wire, request_from_wire
 from ..core.worker import describe_error
 from ..extensions.protocols import plugin_meta_id
-from .scheduling import needs_key
+from .scheduling import PRIORITY_LIMIT, check_priority, needs_key
 
 # %% ../../nbs/34_intake.ipynb #11089b20
 def known_plugin(m, plugin_id:str, name:str) -> Optional[bool]:
@@ -50,7 +50,7 @@ def apply_options(job:BaseJob, priority=None, time_limit=None, max_retries=None,
 def check_job_options(m, job:BaseJob) -> tuple:
     "Validate a job's scheduling options (ValueError naming the option); return its resource needs (a `needs_key`)."
     p, t, r = job.priority, job.time_limit, job.max_retries
-    if type(p) is not int: raise ValueError(f"priority must be an int, got {p!r}")
+    check_priority(p)
     if t is not None and (type(t) not in (int, float) or not t > 0):
         raise ValueError(f"time_limit must be a number of seconds > 0, got {t!r}")
     if r is not None and (type(r) is not int or r < 0): raise ValueError(f"max_retries must be an int >= 0, got {r!r}")
@@ -80,7 +80,7 @@ def admit(m, plugin_id:str, params:Mapping[str, Any], options:tuple=()) -> Admis
     if job.submitted_params is None: job.submitted_params = params
     if job.id in m.jobs: raise ValueError(f"create_job returned a job id already in use: {job.id!r}")
     if options and options.count(None) != len(options): apply_options(job, *options)
-    if (job.priority.__class__ is int and job.time_limit is None and job.max_retries is None and job.resources is None
+    if (job.priority.__class__ is int and -PRIORITY_LIMIT < job.priority < PRIORITY_LIMIT and job.time_limit is None and job.max_retries is None and job.resources is None
         and not job.durable_start and m.resource_pool is None and not m.plugin_resources): needs = ()  # nothing to check
     else: needs = check_job_options(m, job)
     try: request, prep_error = m.prepare_execute_request(job), None

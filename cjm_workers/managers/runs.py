@@ -48,7 +48,7 @@ class StopRequest:
         return f"the plugin did not stop within {grace:g} s, so its worker was killed"
 
 # %% ../../nbs/30_runs.ipynb #e048df0e
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Run:
     "One attempt at a job on a worker; see above. Used on the manager's loop only."
     job_id: str
@@ -170,12 +170,13 @@ class HeldJobs:
         return True
 
     def reprioritise(self, job_id:str, key) -> bool:
-        "A held job's queue key changed (`key(old)` gives the new one): it goes back to the queue with it, and the best waiting job is sent ahead. False if it is not held."
+        "A held job's queue key changed (`key(old)` gives the new one): it goes back to the queue with it, and so does every held job that now ranks after it; the best waiting job is then sent ahead. False if it is not held."
         run = self.held.get(job_id)
         if run is None: return False
         run.key = key(run.key)
         self._worst = None  # its rank changed
-        if not run.revoking: self.revoke(run, cancel=False)
+        for r in [run] + list(self.held.values()):  # all at once: a worker that ends its job meanwhile must find none of them
+            if not r.revoking and (r is run or run.key < r.key): self.revoke(r, cancel=False)
         return True
 
     def on_revoked(self, h:WorkerHandle, n:int):
@@ -275,17 +276,19 @@ class Runs(HeldJobs):
             depth = self.depth()
             if depth: self.prefetch(idle, depth)
 
-    def dispatch_soon(self):
-        "`dispatch` after a job was queued or ended: at once if it gives an idle worker a job or takes back a held one, else once at the end of this turn of the loop, so that a burst of submissions or of results refills busy workers once, not once per job."
+    def dispatch_soon(self, key=None):
+        """`dispatch` after a job was queued (`key`: its queue key) or ended: at once if it gives an idle worker a job or
+        takes back a held one, else once at the end of this turn of the loop, so that a burst of submissions or of
+        results refills busy workers once, not once per job."""
         m = self.owner
         q = m._queue
         if not q.waiting:  # nothing to send: only a held job to take back for an idle worker, if any
             if self.held and m.pool.has_idle(): self.dispatch()
             return
         if m.pool.has_idle(): return self.dispatch()
-        if self.held:  # a waiting job that ranks before a held one: the revokes go now
-            best = q.best()
-            if best is not None and best[0] < self.worst_held().key: return self.dispatch()
+        # the new job ranks before a held one: the revokes go now. (Only a new job can: after `dispatch`, every held
+        # job ranks before every waiting one, and the other changes of rank call `dispatch` themselves.)
+        if key is not None and self.held and key < self.worst_held().key: return self.dispatch()
         if self._dispatch_due: return
         self._dispatch_due = True
         m._loop.call_soon(self._dispatch_now)
