@@ -53,11 +53,25 @@ def utc_now_iso() -> str:
     "Now as a timezone-aware UTC ISO-8601 string."
     return utc_iso()
 
+_entropy = [b'', 4096]  # [random bytes read ahead from os.urandom, the offset of the next unused one]
+_fork_hooked = []    # [True] once a forked child is made to forget them
+
+def _read_entropy() -> None:
+    "Read 4 KiB of randomness ahead: a system call per 409 job ids instead of one per id."
+    if not _fork_hooked:  # on first use, not at import: a forked child would hand out its parent's next ids
+        os.register_at_fork(after_in_child=lambda: _entropy.__setitem__(slice(None), [b'', 4096]))
+        _fork_hooked.append(True)
+    _entropy[:] = [os.urandom(4096), 0]
+
 def new_job_id() -> str:
     "A fresh unique job id: a UUID version 7 (RFC 9562: the time in ms, then 74 random bits) as 32 hex digits."
     # time first, so ids sort by creation: a journal then adds each new job at the end of its id index, where random
     # ids (version 4) would change a random page of it per job, which SQLite writes out whole (3-5 KB per job)
-    b = bytearray((time.time_ns() // 1_000_000).to_bytes(6, 'big') + os.urandom(10))
+    e = _entropy
+    if e[1] > 4086: _read_entropy()
+    buf, pos = e
+    e[1] = pos + 10
+    b = bytearray((time.time_ns() // 1_000_000).to_bytes(6, 'big') + buf[pos:pos + 10])
     b[6], b[8] = (b[6] & 0x0F) | 0x70, (b[8] & 0x3F) | 0x80
     return b.hex()
 

@@ -17,6 +17,7 @@ from .errors import error_kind
 from .reaper import kill_marked, kill_tree, mark_worker
 from . import reaper
 from . import payloads
+from .jobs import utc_iso
 from .protocol import (FRAME_HEADER, PluginManagerAdapter, frame, frame_header, WorkerRequest, WorkerRequestType, WorkerResponse,
                                        WorkerResponseType, WorkerResult, WorkerStreamChunk)
 
@@ -460,6 +461,8 @@ class _Worker:
             if self.capture is not None: self.capture.end()
         held, result.started_at = out.finish()
         result.ended_at = time.time()  # the job's end by the clock its start was read from: the next job cannot start before it
+        if result.started_at is not None: result.started_text = utc_iso(result.started_at)  # here, not on the manager's loop
+        result.ended_text = utc_iso(result.ended_at)
         chunks = None
         if result.data and payloads.is_big(result.data):  # big values travel beside the pickle, for the manager's sake
             result.data, chunks = payloads.split(result.data)

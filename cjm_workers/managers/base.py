@@ -344,10 +344,10 @@ def queued_job_ids(self:BaseJobManager) -> List[str]:
 # %% ../../nbs/09_base.ipynb #fe284b8f
 @patch
 def _finish(self:BaseJobManager, job:BaseJob, status:str, result=None, error:Optional[str]=None, journal:bool=True,
-            at:Optional[float]=None) -> bool:
-    "Move a job to a final state (once: final states never change) and tell everyone waiting. `at`: when it ended (epoch s; default now)."
+            at=None) -> bool:
+    "Move a job to a final state (once: final states never change) and tell everyone waiting. `at`: when it ended (epoch s, or as ISO text; default now)."
     if job.is_terminal: return False
-    job.status, job.completed_at = status, utc_now_iso() if at is None else utc_iso(at)
+    job.status, job.completed_at = status, utc_now_iso() if at is None else at if at.__class__ is str else utc_iso(at)
     if result is not None: job.result = result
     if error is not None: job.error = error
     if journal and self._journal is not None: self._journal.job(job)

@@ -411,12 +411,12 @@ class Runs(HeldJobs):
         job = self.owner.jobs.get(job_id)
         return None if job is None or job.is_terminal else job
 
-    def mark_started(self, h:WorkerHandle, job:BaseJob, started_at:float, journal:bool=True):
-        "The worker began the job at `started_at` (epoch seconds); `journal=False` when the caller journals the job next."
+    def mark_started(self, h:WorkerHandle, job:BaseJob, started_at, journal:bool=True):
+        "The worker began the job at `started_at` (epoch seconds, or as the text the worker made of them); `journal=False` when the caller journals the job next."
         m = self.owner
         if job.status != PENDING: return
         job.status, job.worker_pid, job.worker_node = RUNNING, h.pid, h.node
-        job.started_at = utc_iso(started_at)
+        job.started_at = started_at if started_at.__class__ is str else utc_iso(started_at)
         if m.resource_manager is not None:
             cfg = m._plugin_configs.get(m._plugin_name(job.plugin_id), {})
             m._call_rm('update_worker_state', h.pid, status='running', job_id=job.id,
@@ -444,13 +444,13 @@ class Runs(HeldJobs):
         if stop is not None: stop.cancel_timer()
         self.next_run(h)  # first: from here on, code that dispatches must find the worker busy with the job it holds
         h.jobs_done += 1
-        end = r.ended_at
+        end = r.ended_text or r.ended_at  # the text, made by the worker (core.protocol)
         why, status_if_stopped, stop_reason = (stop.why, stop.status, stop.reason) if stop is not None else (None, CANCELLED, None)
         job = m.jobs.get(r.job_id)
         if job is not None and m._crash_loops.deaths: m._crash_loops.survived(job.plugin_id)  # its worker survived it
         if job is not None and not job.is_terminal:
             if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
-                self.mark_started(h, job, r.started_at, journal=False)
+                self.mark_started(h, job, r.started_text or r.started_at, journal=False)
             if stop_reason == 'cancel' and r.status != 'cancelled':
                 # cancel_job accepted the cancel, so the job ends cancelled whatever the plugin did next; a result is kept
                 if r.status == 'success':
