@@ -11,6 +11,8 @@ import importlib, json, os, sys
 import multiprocessing.popen_fork, multiprocessing.popen_forkserver, pkgutil, runpy  # noqa: F401  (what each forked
 # child would import to start: multiprocessing's own start-up, and runpy for the web process's main script)
 import cjm_workers.core.worker  # noqa: F401  (the worker code every worker runs)
+import cjm_workers.backends.local  # noqa: F401  (the class of the process object each worker is started from: unpickled
+# in every child, it would otherwise be imported there, 10 ms of every worker's start)
 import cjm_workers.managers.base  # noqa: F401  (what an entry point's module imports with its manager: a late one is then cheap)
 from ..core.config import PRELOAD_VAR
 

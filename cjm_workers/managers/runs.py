@@ -445,22 +445,22 @@ class Runs(HeldJobs):
         self.next_run(h)  # first: from here on, code that dispatches must find the worker busy with the job it holds
         h.jobs_done += 1
         end = r.ended_text or r.ended_at  # the text, made by the worker (core.protocol)
-        why, status_if_stopped, stop_reason = (stop.why, stop.status, stop.reason) if stop is not None else (None, CANCELLED, None)
+        status = r.status
         job = m.jobs.get(r.job_id)
         if job is not None and m._crash_loops.deaths: m._crash_loops.survived(job.plugin_id)  # its worker survived it
         if job is not None and not job.is_terminal:
             if r.started_at is not None:  # a job too quick for a STARTED message; every outcome below journals it
                 self.mark_started(h, job, r.started_text or r.started_at, journal=False)
-            if stop_reason == 'cancel' and r.status != 'cancelled':
+            if stop is not None and stop.reason == 'cancel' and status != 'cancelled':
                 # cancel_job accepted the cancel, so the job ends cancelled whatever the plugin did next; a result is kept
-                if r.status == 'success':
+                if status == 'success':
                     try: job.result = m.extract_job_result(job, self.result_data(job, r))
                     except Exception: log.exception("extract_job_result failed for cancelled job %s", job.id)
                     error = "cancelled: the job finished before it could stop (its result is kept)"
                 else: error = f"cancelled (the plugin then failed: {r.error})"
                 self.end_attempt(job, h.pid, error)
                 m._finish(job, CANCELLED, error=error, at=end)
-            elif r.status == 'success':
+            elif status == 'success':
                 if job.attempts or job.attempt > 1: self.end_attempt(job, h.pid)  # single attempts need no record
                 try: result, err = m.extract_job_result(job, self.result_data(job, r)), None
                 except Exception as e: result, err = None, f"extract_job_result failed: {describe_error(e)}"
@@ -469,7 +469,8 @@ class Runs(HeldJobs):
                     m._finish(job, COMPLETED, result=result, at=end)
                     try: m._on_job_completed(job.id)
                     except Exception: log.exception("_on_job_completed failed for %s", job.id)
-            elif r.status == 'cancelled':
+            elif status == 'cancelled':
+                why, status_if_stopped = (stop.why, stop.status) if stop is not None else (None, CANCELLED)
                 error = (why if status_if_stopped == FAILED else f"{why} (the plugin stopped: {r.error})") if why else (r.error or "cancelled")
                 self.end_attempt(job, h.pid, error)
                 m._finish(job, status_if_stopped, error=error, at=end)
