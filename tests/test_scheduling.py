@@ -27,6 +27,8 @@ async def test_priorities_order_the_queue_and_can_change(make_manager):
     assert order == [jobs[n].id for n in 'fbcdea']
     assert jobs['c'].priority == 5
     with pytest.raises(ValueError, match='priority must be an int'): await m.start_job('echo', priority='high')
+    with pytest.raises(ValueError, match='priority must be an int between'): await m.start_job('echo', priority=2**62)  # it would not fit a queue key
+    with pytest.raises(ValueError, match='priority must be an int between'): m.set_job_priority(jobs['a'].id, -2**70)
 
 
 async def test_resource_slots_cap_holders_while_other_jobs_flow(make_manager):
