@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional
 
 from .base import HandleBase, describe_exit
 from ..core.config import PRELOAD_VAR, START_METHODS
-from ..core.protocol import FRAME_HEADER, WorkerRequest, frame, frame_header, result_from_wire
+from ..core.protocol import FRAME_HEADER, WorkerRequest, frame, frame_header, message_from_wire
 from ..core.reaper import kill_marked, worker_marker
 from ..core.worker import run_entry_point
 from ..core import payloads
@@ -155,9 +155,7 @@ class FrameDecoder:
 
     def _decode(self, frame):
         "A message from its frame; None (logged against the worker) if it cannot be unpickled: that frame alone is lost."
-        try:
-            msg = pickle.loads(frame)
-            return msg if msg.__class__ is not tuple else result_from_wire(*msg)  # a result comes as a tuple (core.protocol)
+        try: return message_from_wire(pickle.loads(frame))  # a result comes as a tuple (core.protocol)
         except Exception as e: why = f"{type(e).__name__}: {e}"  # text only: the exception would pin the read buffer
         log.error("a message from worker %s could not be unpickled in the manager and was dropped: %s", self.pid, why)
         return None

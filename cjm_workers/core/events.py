@@ -129,7 +129,7 @@ class EventSink:
     def emit_job(self, event:str, job) -> None:
         "A job's event: its id and fields (made only when wanted)."
         d = self.direct
-        if d is None or d.has_subscribers: self.emit(event, {'job_id': job.id, **job.to_dict()})
+        if d is None or d._subs: self.emit(event, {'job_id': job.id, **job.to_dict()})  # three per job, usually for nobody
 
     def start(self, spawn:Callable) -> None:
         "Start the pump (an external broadcaster only) with `spawn(coroutine)`, which returns its task."

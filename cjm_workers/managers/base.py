@@ -188,9 +188,7 @@ def _wants_events(self:BaseJobManager) -> bool: return self._sink.wanted
 @patch
 def _emit(self:BaseJobManager, event:str, data:Dict[str, Any]) -> None: self._sink.emit(event, data)
 @patch
-def _emit_job(self:BaseJobManager, event:str, job:BaseJob) -> None:
-    sink = self._sink
-    if sink.direct is None or sink.direct._subs: sink.emit_job(event, job)  # checked here too: three per job, usually for nobody
+def _emit_job(self:BaseJobManager, event:str, job:BaseJob) -> None: self._sink.emit_job(event, job)
 
 @patch
 async def broadcast_event(self:BaseJobManager, event_type:str, data:Dict[str, Any]):

@@ -129,8 +129,7 @@ class HeldJobs:
                 if best is not None and best[0] < self.worst_held().key:
                     # a waiting job ranks before held ones (new, re-prioritised, moved to the front, given back): every
                     # held job that ranks after it is taken back, so that no held job ranks after a waiting one
-                    for r in list(held):
-                        if not r.revoking and best[0] < r.key: self.revoke(r, cancel=False)
+                    self.take_back_after(best[0])
         if idle or not q.waiting: return
         low = depth * 3 // 4  # refilled once a quarter is used up, several at a time: one write, which the worker reads at once
         for slot in m.pool.slots:
@@ -156,6 +155,11 @@ class HeldJobs:
             finally:
                 if batch: h.send_many(batch)
 
+    def take_back_after(self, key) -> None:
+        "Take back every held job that ranks after queue key `key`, all at once."
+        for r in list(self.held.values()):
+            if not r.revoking and key < r.key: self.revoke(r, cancel=False)
+
     def revoke(self, run:Run, cancel:bool):
         "Ask the worker holding `run` to skip it (and, with `cancel`, to cancel it if it has begun it)."
         h = run.worker
@@ -175,8 +179,8 @@ class HeldJobs:
         if run is None: return False
         run.key = key(run.key)
         self._worst = None  # its rank changed
-        for r in [run] + list(self.held.values()):  # all at once: a worker that ends its job meanwhile must find none of them
-            if not r.revoking and (r is run or run.key < r.key): self.revoke(r, cancel=False)
+        if not run.revoking: self.revoke(run, cancel=False)
+        self.take_back_after(run.key)  # at once: a worker that ends its job meanwhile must begin none of them before it
         return True
 
     def on_revoked(self, h:WorkerHandle, n:int):

@@ -70,6 +70,10 @@ _IN_ORDER = 1 << 130       # keys of jobs in priority order: above every front k
 _FRONT = 1 << 128          # the n-th job moved to the front has key _FRONT - n: the latest first
 _SUBMITTED = (1 << 64) - 1 # the submission time in a key in priority order
 
+def _ordered_key(priority:int, submitted:int) -> int:
+    "The key of a job in priority order, submitted at `submitted` (monotonic ns)."
+    return _IN_ORDER | (PRIORITY_LIMIT - priority) << 64 | submitted
+
 def check_priority(priority:int) -> None:
     "Raise ValueError unless `priority` is an int within ±PRIORITY_LIMIT."
     if type(priority) is not int or not -PRIORITY_LIMIT < priority < PRIORITY_LIMIT:
@@ -87,7 +91,7 @@ class JobQueue:
 
     def push(self, job_id:str, item:Any, priority:int=0, needs:Needs=(), at_front:bool=False) -> int:
         "Queue a job (`item` is what `pop_best` gives back); returns its key. Its submission time orders it within its priority."
-        key = self._key(priority, 0, True) if at_front else _IN_ORDER | (PRIORITY_LIMIT - priority) << 64 | time.monotonic_ns()
+        key = self._key(priority, time.monotonic_ns(), at_front)
         entry = [key, job_id, item, needs, True]
         self.waiting[job_id] = entry
         group = self._groups.get(needs)
@@ -97,7 +101,7 @@ class JobQueue:
 
     def _key(self, priority, submitted, at_front):
         # front entries sort before all others, the most recently moved first; cross-manager comparable (see above)
-        return _FRONT - next(self._front) if at_front else _IN_ORDER | (PRIORITY_LIMIT - priority) << 64 | submitted
+        return _FRONT - next(self._front) if at_front else _ordered_key(priority, submitted)
 
     def _add(self, job_id, item, needs, key):
         entry = [key, job_id, item, needs, True]
@@ -151,7 +155,7 @@ class JobQueue:
     @staticmethod
     def reprioritised(key:int, priority:int) -> int:
         "A job's queue key with a new priority: it keeps its submission time; a job moved to the front stays there."
-        return key if key < _IN_ORDER else _IN_ORDER | (PRIORITY_LIMIT - priority) << 64 | (key & _SUBMITTED)
+        return key if key < _IN_ORDER else _ordered_key(priority, key & _SUBMITTED)
 
     def front_key(self) -> int:
         "The key of a job put ahead of every other now."
