@@ -295,10 +295,17 @@ class LocalWorkerHandle(FrameDecoder, HandleBase):
         buf += self._rview[:n]
         pos, n = 0, len(buf)
         msgs = []
+        size_at = FRAME_HEADER.unpack_from
         with memoryview(buf) as mv:
-            while (h := frame_header(mv, pos, n - pos)) is not None and pos + h[0] + h[1] <= n:
-                end = pos + h[0] + h[1]
-                msgs.append(self._take(mv[pos + h[0]:end]))
+            while pos + 4 <= n:
+                size = size_at(mv, pos)[0]  # read here, not by `frame_header`: a burst's results are many small frames
+                if size == -1:  # a frame of 2 GiB or more: its size follows the header
+                    h = frame_header(mv, pos, n - pos)
+                    if h is None: break
+                    start, end = pos + h[0], pos + h[0] + h[1]
+                else: start, end = pos + 4, pos + 4 + size
+                if end > n: break
+                msgs.append(self._take(mv[start:end]))
                 pos = end
         if pos: del buf[:pos]
         return msgs

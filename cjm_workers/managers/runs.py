@@ -427,7 +427,7 @@ class Runs(HeldJobs):
                        plugin_name=m._plugin_name(job.plugin_id), plugin_id=job.plugin_id,
                        loaded_plugin_resource=m._extract_plugin_resource_identifier(cfg), config=cfg)
         if journal and m._journal is not None: m._journal.job(job)
-        m._emit_job('started', job)
+        m._sink.emit_job('started', job)
 
     def end_attempt(self, job:BaseJob, pid:Optional[int], error:Optional[str]=None, kind:Optional[str]=None):
         "Record how the current attempt ended: one record per attempt."
