@@ -42,26 +42,30 @@ async def done(job, timeout=30):
         await asyncio.sleep(0.0005)
 
 
-async def burst_rates(m) -> list:
-    "The rates of N_BURSTS bursts of N_BURST no-op jobs, all submitted, then each polled until done."
+async def burst_rates(m, cpu=None) -> list:
+    """The rates of N_BURSTS bursts of N_BURST no-op jobs, all submitted, then each polled until done; with `cpu`, the
+    CPU time per job (µs) this process used in each burst, all its threads (the reference's queue threads too), is
+    appended to it."""
     rates = []
     for _ in range(N_BURSTS):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         jobs = [await m.start_job('noop') for _ in range(N_BURST)]
         for j in jobs: await done(j, 60)
         rates.append(N_BURST / (time.perf_counter() - t))
+        if cpu is not None: cpu.append((time.process_time() - c) / N_BURST * 1e6)
     return rates
 
 
 async def serve_bursts():
     """`--bursts`: for bench/run.py, which alternates sets of the reference's bursts with sets of its own, so that the
-    machine's changes of pace (it is shared) fall on both alike. One set per line read from stdin, its rates printed
-    as a JSON list; an empty line or end of input ends it."""
+    machine's changes of pace (it is shared) fall on both alike. One set per line read from stdin, its rates and CPU
+    times printed as a JSON object (`rates`, `cpu`); an empty line or end of input ends it."""
     m = Manager('ref', 'bench', worker_config=WorkerConfig())
     await done(await m.start_job('noop'))
     loop = asyncio.get_running_loop()
     while (await loop.run_in_executor(None, sys.stdin.readline)).strip():
-        print(json.dumps(await burst_rates(m)), flush=True)
+        cpu = []
+        print(json.dumps({'rates': await burst_rates(m, cpu), 'cpu': cpu}), flush=True)
     m.shutdown()
 
 

@@ -2,6 +2,7 @@
 measured in one run on the same machine. Prints a markdown table; ratios matter more than absolute times."""
 import asyncio, json, multiprocessing as mp, os, pathlib, signal, statistics, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
+from typing import Optional
 
 from cjm_workers.core.config import WorkerConfig
 from cjm_workers.demo.plugins import AsyncDemoJobManager, DemoJobManager
@@ -78,7 +79,7 @@ async def cjm():
     raw.close()
     await m0.shutdown()
     out['seq'], out['seq_nospin'], out['raw'] = ts, ts0, base
-    out['burst'], out['ref_burst'] = await alternating_bursts(m)
+    out['burst'], out['ref_burst'], out['burst_cpu'], out['ref_burst_cpu'] = await alternating_bursts(m)
     rates = []
     for _ in range(N_REPEAT):
         t = time.perf_counter()
@@ -116,14 +117,16 @@ async def cjm():
     return out
 
 
-async def burst_rates(m) -> list:
-    "The rates of N_BURSTS bursts of N_BURST no-op jobs, all submitted, then each awaited."
+async def burst_rates(m, cpu:Optional[list]=None) -> list:
+    """The rates of N_BURSTS bursts of N_BURST no-op jobs, all submitted, then each awaited; with `cpu`, the CPU time
+    per job (µs) this process used in each burst, all its threads, is appended to it."""
     rates = []
     for _ in range(N_BURSTS):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         jobs = [await m.start_job('noop') for _ in range(N_BURST)]
         for j in jobs: await m.wait_for_job(j.id)
         rates.append(N_BURST / (time.perf_counter() - t))
+        if cpu is not None: cpu.append((time.process_time() - c) / N_BURST * 1e6)
     return rates
 
 
@@ -136,23 +139,25 @@ async def alternating_bursts(m):
     is shared and changes pace from one second to the next, and alternating lets the changes fall on both alike."""
     ref = await asyncio.create_subprocess_exec(sys.executable, str(REFERENCE), '--bursts', stdin=asyncio.subprocess.PIPE,
                                                stdout=asyncio.subprocess.PIPE)
-    ours, theirs = [], []
+    ours, theirs, our_cpu, their_cpu = [], [], [], []
     try:
         for _ in range(N_ROUNDS):
             ref.stdin.write(b'go\n')
             await ref.stdin.drain()
-            while True:  # its rates: a JSON list on a line of their own
+            while True:  # its rates and CPU times: a JSON object on a line of its own
                 line = await asyncio.wait_for(ref.stdout.readline(), 300)
                 if not line: raise RuntimeError("the reference's burst process ended early")
-                if line.startswith(b'['): break
-            theirs += json.loads(line)
-            ours += await burst_rates(m)
+                if line.startswith(b'{'): break
+            got = json.loads(line)
+            theirs += got['rates']
+            their_cpu += got['cpu']
+            ours += await burst_rates(m, our_cpu)
     finally:
         if ref.returncode is None:
             ref.stdin.close()
             try: await asyncio.wait_for(ref.wait(), 30)
             except asyncio.TimeoutError: ref.kill(); await ref.wait()
-    return statistics.median(ours), statistics.median(theirs)
+    return statistics.median(ours), statistics.median(theirs), statistics.median(our_cpu), statistics.median(their_cpu)
 
 
 async def started(j):
@@ -231,6 +236,9 @@ def main():
         (f"cjm_workers, {N_BURST} no-op jobs at once, 2 workers (one held each)", f"{c['burst2']:,.0f} jobs/s", ""),
         (f"reference library (seed 002), {N_BURST} no-op jobs at once, its 1 worker (median of {N_ROUNDS * N_BURSTS}, alternating)",
          f"{c['ref_burst']:,.0f} jobs/s", f"cjm_workers (1 worker) {c['burst'] / c['ref_burst']:.2f}× the reference (target ≥ 2×)"),
+        ("the web process's CPU time per job in those bursts (all its threads): cjm_workers / the reference",
+         f"{c['burst_cpu']:.0f} µs / {c['ref_burst_cpu']:.0f} µs",
+         f"the reference uses {c['ref_burst_cpu'] / c['burst_cpu']:.2f}× as much (each web process runs its bursts on about one core)"),
         (f"{N_CHUNKS:,}-chunk stream delivered to a subscriber", f"{c['stream']:,.0f} chunks/s", "target ≥ 200,000"),
         ("cancel (plugin stops) → next job completes", f"{c['cancel_coop'] * 1e3:.1f} ms", "worker kept"),
         ("cancel (plugin looked once, then ignores it) → next job completes, minus 0.2 s grace", f"{c['cancel_kill'] * 1e3:.1f} ms", "kill + respawn"),
