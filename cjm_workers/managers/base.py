@@ -186,9 +186,7 @@ def _resource_error(self:BaseJobManager, needs:Mapping[str, int]) -> Optional[st
 @patch
 def _wants_events(self:BaseJobManager) -> bool: return self._sink.wanted
 @patch
-def _emit(self:BaseJobManager, event:str, data:Dict[str, Any]) -> None: self._sink.emit(event, data)
-@patch
-def _emit_job(self:BaseJobManager, event:str, job:BaseJob) -> None: self._sink.emit_job(event, job)
+def _emit(self:BaseJobManager, event:str, data:Dict[str, Any]) -> None: self._sink.emit(event, data)  # a job's own events: `self._sink.emit_job`
 
 @patch
 async def broadcast_event(self:BaseJobManager, event_type:str, data:Dict[str, Any]):
@@ -301,7 +299,7 @@ async def submit_job(self:BaseJobManager, plugin_id:str, params:Mapping[str, Any
         return job
     key = self._queue.push(job.id, request, job.priority, a.needs)
     if self._journal is not None: self._journal.job(job, request)
-    self._sink.emit_job('queued', job)  # the sink's own: one call fewer on every job's path
+    self._sink.emit_job('queued', job)
     self.runs.dispatch_soon(key)
     return job
 
@@ -373,8 +371,7 @@ def _require(self:BaseJobManager, job_id:str) -> BaseJob:
 @patch
 async def wait_for_job(self:BaseJobManager, job_id:str, timeout:Optional[float]=None) -> JobType:
     "Wait until the job is completed, failed or cancelled and return it; `TimeoutError` after `timeout` seconds."
-    job = self.jobs.get(job_id)
-    if job is None: raise KeyError(f"unknown job id {job_id!r}")
+    job = self._require(job_id)
     if job.is_terminal: return job
     fut = asyncio.get_running_loop().create_future()  # one per waiter: cancelling a waiter touches no other
     self._done_waiters.setdefault(job_id, []).append(fut)

@@ -147,5 +147,5 @@ def recover_job(m, row:Dict[str, Any]) -> str:
     needs = needs_key(needs)
     m._queue.push(job.id, Execution(row['plugin_name'], row['payload'], needs), job.priority, needs)
     m._journal.job(job)
-    m._emit_job('queued', job)
+    m._sink.emit_job('queued', job)
     return PENDING

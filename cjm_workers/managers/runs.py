@@ -536,7 +536,7 @@ class Runs(HeldJobs):
             job.cancel_requested_at = utc_now_iso()
             self.request_stop(h, job.id, m.worker_config.cancel_grace_seconds, 'cancel')
             if m._journal is not None: m._journal.job(job)
-            m._emit_job('cancelling', job)
+            m._sink.emit_job('cancelling', job)
         return False
 
     def request_stop(self, h:WorkerHandle, job_id:str, grace:float, reason:str, why:Optional[str]=None,

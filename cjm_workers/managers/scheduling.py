@@ -92,11 +92,7 @@ class JobQueue:
     def push(self, job_id:str, item:Any, priority:int=0, needs:Needs=(), at_front:bool=False) -> int:
         "Queue a job (`item` is what `pop_best` gives back); returns its key. Its submission time orders it within its priority."
         key = self._key(priority, time.monotonic_ns(), at_front)
-        entry = [key, job_id, item, needs, True]
-        self.waiting[job_id] = entry
-        group = self._groups.get(needs)
-        if group is None: self._groups[needs] = [entry]
-        else: heapq.heappush(group, entry)
+        self._add(job_id, item, needs, key)
         return key
 
     def _key(self, priority, submitted, at_front):
@@ -106,7 +102,9 @@ class JobQueue:
     def _add(self, job_id, item, needs, key):
         entry = [key, job_id, item, needs, True]
         self.waiting[job_id] = entry
-        heapq.heappush(self._groups.setdefault(needs, []), entry)
+        group = self._groups.get(needs)
+        if group is None: self._groups[needs] = [entry]
+        else: heapq.heappush(group, entry)
 
     def remove(self, job_id:str) -> Any:
         "Take a job out (cancelled, say); returns its item, or None if it was not waiting."
