@@ -91,13 +91,9 @@ class JobQueue:
 
     def push(self, job_id:str, item:Any, priority:int=0, needs:Needs=(), at_front:bool=False) -> int:
         "Queue a job (`item` is what `pop_best` gives back); returns its key. Its submission time orders it within its priority."
-        key = self._key(priority, time.monotonic_ns(), at_front)
+        key = self.front_key() if at_front else _ordered_key(priority, time.monotonic_ns())
         self._add(job_id, item, needs, key)
         return key
-
-    def _key(self, priority, submitted, at_front):
-        # front entries sort before all others, the most recently moved first; cross-manager comparable (see above)
-        return _FRONT - next(self._front) if at_front else _ordered_key(priority, submitted)
 
     def _add(self, job_id, item, needs, key):
         entry = [key, job_id, item, needs, True]
@@ -127,7 +123,7 @@ class JobQueue:
         entry = self.waiting.get(job_id)
         if entry is None: return False
         self.remove(job_id)
-        self._add(job_id, entry[2], entry[3], self._key(0, 0, True))
+        self._add(job_id, entry[2], entry[3], self.front_key())
         return True
 
     def best(self, can_start:Optional[Callable[[Needs], bool]]=None) -> Optional[list]:
@@ -157,7 +153,7 @@ class JobQueue:
 
     def front_key(self) -> int:
         "The key of a job put ahead of every other now."
-        return self._key(0, 0, True)
+        return _FRONT - next(self._front)  # before all others, the most recently moved first; cross-manager comparable (see above)
 
     def put_back(self, job_id:str, item:Any, needs:Needs, key:int) -> None:
         "Queue again a job that `take` took out, at the place its key gives it: it keeps its turn."
